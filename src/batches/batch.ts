@@ -1,0 +1,37 @@
+/**
+ * A batch: one enqueue (a CSV file, a webhook delivery, a CA listing) and its devices.
+ */
+import type { RevocationAction } from '../cloud/certificate-api.js';
+import type { Outcome } from '../results/result-record.js';
+
+/** Where a batch came from. */
+export type BatchSource = 'csv' | 'webhook' | 'ca_listing';
+
+/**
+ * Lifecycle: enqueuing → running → completed, with paused ⇄ running at any time before the
+ * end, and cancelled from any unfinished state.
+ */
+export type BatchState = 'enqueuing' | 'running' | 'paused' | 'completed' | 'cancelled';
+
+/** A batch as read back, counters included. */
+export interface Batch {
+  id: string;
+  name: string;
+  source: BatchSource;
+  action: RevocationAction;
+  /** Who or what created it: a user name, a webhook id, a host. */
+  createdBy: string;
+  createdAt: string;
+  finishedAt: string | null;
+  state: BatchState;
+  /** Why the batch is paused or cancelled. */
+  reason: string | null;
+  /** True once every input row was read and enqueued. */
+  enqueued: boolean;
+  accepted: number;
+  rejected: number;
+  duplicates: number;
+  /** Devices with a terminal outcome. */
+  done: number;
+  counts: Record<Outcome, number>;
+}

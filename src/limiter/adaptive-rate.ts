@@ -1,0 +1,139 @@
+/**
+ * Adaptive account-wide rate. Another client of the same account can eat part of the quota:
+ * when calls come back throttled, the shared rate drops multiplicatively for every process, and
+ * climbs back additively to the configured cap once throttling stops.
+ *
+ * Coordination: workers count throttled responses in Redis; once a second one process (whoever
+ * takes the tick lock) reads and resets the count, computes the next rate with `nextRate`, stores
+ * it, and applies it to the shared Bottleneck settings, which every process reads.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Keys } from '../queue/keys.js';
+import type { RateGate } from './rate-gate.js';
+
+/** Options of the adaptive controller. */
+export interface AdaptiveRateOptions {
+  /** The configured cap (RATE_LIMIT_PER_SECOND): never exceeded. */
+  capPerSecond: number;
+  /** Factor applied on a throttled second. */
+  decreaseFactor: number;
+  /** Floor, as a fraction of the cap: a storm never stops the work entirely. */
+  floorFraction: number;
+  /** Climb per tick far below the rate where throttling last began, as a fraction of the cap. */
+  fastStepFraction: number;
+  /** Climb per tick near that rate: probe slowly where the quota is. */
+  slowStepFraction: number;
+  /** After this long without throttling, forget where it began and climb fast again. */
+  ceilingMemoryMs: number;
+  /** Tick period. */
+  tickMs: number;
+}
+
+/** Defaults of `AdaptiveRateOptions`. */
+export const ADAPTIVE_RATE_DEFAULTS: Omit<AdaptiveRateOptions, 'capPerSecond'> = {
+  decreaseFactor: 0.8,
+  floorFraction: 0.05,
+  fastStepFraction: 0.05,
+  slowStepFraction: 0.005,
+  ceilingMemoryMs: 30_000,
+  tickMs: 1_000,
+};
+
+/** State the controller keeps between ticks. */
+export interface RateState {
+  rate: number;
+  /** Rate at which throttling last began, or null. */
+  ceiling: number | null;
+  /** When throttling was last seen (ms since epoch), or 0. */
+  lastThrottleAtMs: number;
+}
+
+/** The next rate, from the current state and the throttled count of the last tick. Pure. */
+export function nextRate(state: RateState, throttledCount: number, nowMs: number, options: AdaptiveRateOptions): RateState {
+  const cap = options.capPerSecond;
+  const floor = Math.max(1, cap * options.floorFraction);
+  if (throttledCount > 0) {
+    const decreased = Math.max(floor, state.rate * options.decreaseFactor);
+    return { rate: decreased, ceiling: state.rate, lastThrottleAtMs: nowMs };
+  }
+  const ceiling = state.ceiling !== null && nowMs - state.lastThrottleAtMs < options.ceilingMemoryMs ? state.ceiling : null;
+  const nearCeiling = ceiling !== null && state.rate >= ceiling * 0.95;
+  const step = cap * (nearCeiling ? options.slowStepFraction : options.fastStepFraction);
+  const climbed = ceiling !== null && !nearCeiling ? Math.min(state.rate + step, ceiling * 0.95) : state.rate + step;
+  return { rate: Math.min(cap, climbed), ceiling, lastThrottleAtMs: state.lastThrottleAtMs };
+}
+
+/** Runs the adaptive controller for one account in this process. */
+export class AdaptiveRate {
+  private readonly options: AdaptiveRateOptions;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly processId = `${process.pid}-${Math.random().toString(36).slice(2)}`;
+  private ticking = false;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly rateKey: string,
+    private readonly gate: RateGate,
+    options: Partial<AdaptiveRateOptions> & Pick<AdaptiveRateOptions, 'capPerSecond'>,
+    private readonly log: Logger,
+  ) {
+    this.options = { ...ADAPTIVE_RATE_DEFAULTS, ...options };
+  }
+
+  /** Starts ticking. */
+  start(): void {
+    this.timer = setInterval(() => {
+      if (this.ticking) return;
+      this.ticking = true;
+      this.tick()
+        .catch((error: unknown) => this.log.warn({ err: error }, 'adaptive rate tick failed'))
+        .finally(() => {
+          this.ticking = false;
+        });
+    }, this.options.tickMs);
+    this.timer.unref();
+  }
+
+  /** Reports a throttled response (fire and forget from the worker's point of view). */
+  async reportThrottled(): Promise<void> {
+    await this.redis.incr(this.keys.throttled(this.rateKey));
+  }
+
+  /** One tick: only the process that takes the lock decides. */
+  async tick(nowMs: number = Date.now()): Promise<void> {
+    const lock = await this.redis.set(this.keys.rateTick(this.rateKey), this.processId, 'PX', this.options.tickMs - 50, 'NX');
+    if (lock !== 'OK') {
+      // Another process decided: follow its rate so that metrics here are right.
+      const shared = await this.redis.get(this.keys.currentRate(this.rateKey));
+      if (shared !== null && Number(shared) !== this.gate.ratePerSecond()) await this.gate.setRatePerSecond(Number(shared));
+      return;
+    }
+    const [[, throttledRaw], [, rateRaw], [, ceilingRaw]] = (await this.redis
+      .multi()
+      .getset(this.keys.throttled(this.rateKey), '0')
+      .get(this.keys.currentRate(this.rateKey))
+      .get(this.keys.throttleCeiling(this.rateKey))
+      .exec()) as [[null, string | null], [null, string | null], [null, string | null]];
+    const throttled = Number(throttledRaw ?? '0');
+    const rate = rateRaw === null ? this.options.capPerSecond : Math.min(Number(rateRaw), this.options.capPerSecond);
+    const ceiling = ceilingRaw === null ? null : (JSON.parse(ceilingRaw) as { rate: number; atMs: number });
+    const state: RateState = { rate, ceiling: ceiling?.rate ?? null, lastThrottleAtMs: ceiling?.atMs ?? 0 };
+    const next = nextRate(state, throttled, nowMs, this.options);
+    const pipeline = this.redis.multi().set(this.keys.currentRate(this.rateKey), String(next.rate), 'EX', 86_400);
+    if (next.ceiling === null) pipeline.del(this.keys.throttleCeiling(this.rateKey));
+    else pipeline.set(this.keys.throttleCeiling(this.rateKey), JSON.stringify({ rate: next.ceiling, atMs: next.lastThrottleAtMs }), 'EX', 3_600);
+    await pipeline.exec();
+    if (Math.abs(next.rate - this.gate.ratePerSecond()) >= 0.5 || next.rate !== rate) {
+      if (throttled > 0) this.log.warn({ throttled, fromPerSecond: Math.round(rate), toPerSecond: Math.round(next.rate) }, 'throttled by the API: slowing the account-wide rate');
+      await this.gate.setRatePerSecond(next.rate);
+    }
+  }
+
+  /** Stops ticking. */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}
