@@ -21,7 +21,7 @@ export function pickDefault<T extends Constructor>(moduleNamespace: unknown, nam
   for (let hop = 0; hop < 3; hop += 1) {
     if (typeof candidate === 'function') return candidate as T;
     if (candidate === null || typeof candidate !== 'object' || !('default' in candidate)) break;
-    candidate = (candidate as { default: unknown }).default;
+    candidate = (candidate).default;
   }
   throw new Error(`could not find the ${name} class exported by its CommonJS module`);
 }

@@ -89,6 +89,11 @@ export function createCredential(credentials: CertificateApiOptions['credentials
   );
 }
 
+/** A string or number field of a response as text; anything else as null. */
+function scalar(value: unknown): string | null {
+  return typeof value === 'string' ? value : typeof value === 'number' ? String(value) : null;
+}
+
 /** The five device-certificate calls revoker uses. Throws the SDK's errors untouched. */
 export class CertificateApi {
   private readonly client: OpenApiClientInstance;
@@ -142,11 +147,11 @@ export class CertificateApi {
     const data = result.body.Data as { DeviceCertificateVOS?: unknown } | undefined;
     const rows = Array.isArray(data?.DeviceCertificateVOS) ? (data.DeviceCertificateVOS as Record<string, unknown>[]) : [];
     const devices = rows.map((row) => ({
-      deviceSn: String(row.DeviceSn ?? ''),
-      caSn: String(row.CaSn ?? caSn),
-      status: String(row.Status ?? ''),
-      validBegin: row.ValidBegin === undefined || row.ValidBegin === null ? null : String(row.ValidBegin as string | number),
-      validEnd: row.ValidEnd === undefined || row.ValidEnd === null ? null : String(row.ValidEnd as string | number),
+      deviceSn: scalar(row.DeviceSn) ?? '',
+      caSn: scalar(row.CaSn) ?? caSn,
+      status: scalar(row.Status) ?? '',
+      validBegin: scalar(row.ValidBegin),
+      validEnd: scalar(row.ValidEnd),
     }));
     return { requestId: result.requestId, devices };
   }

@@ -24,18 +24,20 @@ export interface BottleneckRateGateOptions {
    * holding one must not hold capacity forever.
    */
   permitExpirationMs: number;
-  /** Limiter keys expire after this much inactivity (Bottleneck's `timeout`). */
-  idleExpiryMs: number;
   /** How many times one `acquire` rebuilds a broken limiter before giving up. */
   maxRebuilds: number;
+  /**
+   * A permit not granted within this long means the limiter is wedged (it lost its state in a
+   * way that reported no error): rebuild it and ask again. Far above any legitimate wait.
+   */
+  permitWaitLimitMs: number;
 }
 
 /** Defaults of `BottleneckRateGateOptions`. */
 export const BOTTLENECK_RATE_GATE_DEFAULTS = {
   permitExpirationMs: 10_000,
-  // A day: keys of an idle account go away, those of a running batch never do.
-  idleExpiryMs: 86_400_000,
   maxRebuilds: 20,
+  permitWaitLimitMs: 60_000,
 } as const;
 
 /** Runs a Bottleneck teardown call, which may return a promise or nothing, ignoring its errors. */
@@ -47,10 +49,34 @@ async function quietly(teardown: () => unknown): Promise<void> {
   }
 }
 
+type ScriptCallback = (error: Error | null, replies: unknown) => void;
+interface ScriptArgsHook {
+  __scriptArgs__(name: string, id: string, args: unknown[], callback: ScriptCallback): unknown[];
+}
+
+/**
+ * Bottleneck recovers by itself from `SETTINGS_KEY_NOT_FOUND` (re-initialises the settings) and
+ * `UNKNOWN_CLIENT` (re-registers) when the error message is exactly that word, as older Redis
+ * clients reported it. ioredis 5+ reports "ERR SETTINGS_KEY_NOT_FOUND", so Bottleneck's recovery
+ * never triggers and, after Redis loses the keys, every call fails or heartbeats fail forever.
+ * This shim strips the prefix from those two errors, through the connection's one hook for script
+ * callbacks, so Bottleneck's own recovery runs.
+ */
+export function normaliseScriptErrors(connection: Bottleneck.IORedisConnection): void {
+  const hook = connection as unknown as ScriptArgsHook;
+  const original = hook.__scriptArgs__.bind(connection);
+  hook.__scriptArgs__ = (name, id, args, callback) =>
+    original(name, id, args, (error, replies) => {
+      const match = error !== null ? /\b(SETTINGS_KEY_NOT_FOUND|UNKNOWN_CLIENT)\b/.exec(error.message) : null;
+      if (error !== null && match !== null) error.message = match[1] ?? error.message;
+      callback(error, replies);
+    });
+}
+
 /** Errors after which the limiter must be recreated. */
 export function isRecoverableLimiterError(error: unknown): boolean {
   const message = error instanceof Error ? error.message : String(error);
-  return /SETTINGS_KEY_NOT_FOUND|NOSCRIPT|UNKNOWN_CLIENT|Connection is closed|This limiter has been stopped|READONLY|LOADING/.test(message);
+  return /SETTINGS_KEY_NOT_FOUND|NOSCRIPT|UNKNOWN_CLIENT|limiter wedged|Connection is closed|This limiter has been stopped|READONLY|LOADING/.test(message);
 }
 
 /** Minimum spacing in ms for a rate; Bottleneck takes integers, so round up (never faster). */
@@ -80,6 +106,7 @@ export class BottleneckRateGate implements RateGate {
   private build(): [Bottleneck, Bottleneck.IORedisConnection] {
     // A connection of its own: Bottleneck subscribes on a duplicate and must not share BullMQ's.
     const connection = new Bottleneck.IORedisConnection({ client: this.redis.duplicate() });
+    normaliseScriptErrors(connection);
     connection.on('error', (error: unknown) => this.log.warn({ err: error }, 'rate limiter connection error'));
     const limiter = new Bottleneck({
       id: this.options.id,
@@ -88,7 +115,9 @@ export class BottleneckRateGate implements RateGate {
       clearDatastore: false,
       minTime: minTimeFor(this.rate),
       maxConcurrent: null,
-      timeout: this.options.idleExpiryMs,
+      // No `timeout` (key expiry): Bottleneck's Lua then PEXPIREs with a fractional TTL whenever
+      // minTime is fractional (480/s → 2.084 ms) and every schedule fails with "value is not an
+      // integer". The limiter's few keys per account stay; they are tiny.
     });
     limiter.on('error', (error: unknown) => this.log.warn({ err: error }, 'rate limiter error'));
     return [limiter, connection];
@@ -114,7 +143,7 @@ export class BottleneckRateGate implements RateGate {
       if (this.rebuilding) await this.rebuilding;
       const limiter = this.limiter;
       try {
-        await limiter.schedule({ priority, expiration: this.options.permitExpirationMs }, () => Promise.resolve());
+        await this.withinLimit(limiter.schedule({ priority, expiration: this.options.permitExpirationMs }, () => Promise.resolve()));
         return;
       } catch (error) {
         if (this.closed || !isRecoverableLimiterError(error) || rebuilds >= this.options.maxRebuilds) throw error;
@@ -126,10 +155,24 @@ export class BottleneckRateGate implements RateGate {
     }
   }
 
+  private async withinLimit(permit: Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const wedged = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`limiter wedged: no permit within ${this.options.permitWaitLimitMs} ms`)), this.options.permitWaitLimitMs);
+      timer.unref();
+    });
+    try {
+      await Promise.race([permit, wedged]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async setRatePerSecond(ratePerSecond: number): Promise<void> {
     this.rate = ratePerSecond;
     try {
-      await this.limiter.updateSettings({ minTime: minTimeFor(ratePerSecond) });
+      // Typed as returning the limiter, but it returns a promise of the Redis write: await it.
+      await (this.limiter.updateSettings({ minTime: minTimeFor(ratePerSecond) }) as unknown as Promise<unknown>);
     } catch (error) {
       if (!isRecoverableLimiterError(error)) throw error;
       await this.rebuild(error);

@@ -8,7 +8,7 @@
  * placeholder is what makes duplicates cheap to spot and lets a report show what is unfinished.
  */
 import type { Redis } from 'ioredis';
-import { Keys } from '../queue/keys.js';
+import type { Keys } from '../queue/keys.js';
 import type { PendingRecord, ResultRecord } from './result-record.js';
 
 /**
@@ -160,7 +160,7 @@ function withScripts(redis: Redis): ScriptClient {
 
 /** Serialises a pending placeholder; it must start with `{"outcome":"pending"` (the scripts test that prefix). */
 export function pendingPlaceholder(record: Omit<PendingRecord, 'outcome'>): string {
-  const pending: PendingRecord = { outcome: 'pending', ...record } as PendingRecord;
+  const pending: PendingRecord = { outcome: 'pending', ...record };
   return JSON.stringify({ outcome: pending.outcome, batchId: pending.batchId, mqttInstanceId: pending.mqttInstanceId, caSn: pending.caSn, deviceSn: pending.deviceSn, action: pending.action });
 }
 

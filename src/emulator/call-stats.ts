@@ -1,0 +1,140 @@
+/**
+ * Running statistics of the API calls, updated incrementally per call so that a run of a
+ * million calls costs nothing extra at the end.
+ */
+import { SlidingWindowCounter } from './sliding-window.js';
+import type { CallRecord } from './call-log.js';
+
+/** What `stats()` and `GET /_emulator/stats` return. */
+export interface EmulatorStats {
+  /** API calls that arrived (control routes excluded). */
+  total: number;
+  /** Calls answered or deliberately left unanswered so far: total minus those still in flight. */
+  completed: number;
+  /** Per action, per code ("OK" for success): how many calls. */
+  byAction: Record<string, Record<string, number>>;
+  /** Per code over all actions. */
+  byCode: Record<string, number>;
+  /** Per injected fault kind (`none` excluded). */
+  byFault: Record<string, number>;
+  /** Calls refused with Throttling.User. */
+  throttled: number;
+  /** Calls that were authenticated and passed the rate limit. */
+  admitted: number;
+  /** Largest number of arrivals in any sliding 1000 ms window, all keys together. */
+  maxCallsInAnySecond: number;
+  /** The same per AccessKey id (arrivals whose Authorization named a key). */
+  maxCallsInAnySecondByKey: Record<string, number>;
+  /** Largest number of ADMITTED calls in any sliding 1000 ms window, all keys together. */
+  maxAdmittedInAnySecond: number;
+  /** The same per AccessKey id; never above the rate limit that was in force. */
+  maxAdmittedInAnySecondByKey: Record<string, number>;
+  /** Arrival of the first and last call (ms since the epoch), null before any call. */
+  firstAtMs: number | null;
+  lastAtMs: number | null;
+  /** admitted / (lastAtMs - firstAtMs) in seconds; equals admitted when the span is 0. */
+  callsPerSecond: number;
+  /** TCP connections the server accepted (keep-alive reuse keeps this small). */
+  connectionsAccepted: number;
+}
+
+function bump(counts: Record<string, number>, key: string): void {
+  counts[key] = (counts[key] ?? 0) + 1;
+}
+
+function windowFor(map: Map<string, SlidingWindowCounter>, key: string): SlidingWindowCounter {
+  let window = map.get(key);
+  if (!window) {
+    window = new SlidingWindowCounter(1000);
+    map.set(key, window);
+  }
+  return window;
+}
+
+/** Accumulates `EmulatorStats`. */
+export class CallStats {
+  private total = 0;
+  private completed = 0;
+  private throttled = 0;
+  private admitted = 0;
+  private byAction: Record<string, Record<string, number>> = {};
+  private byCode: Record<string, number> = {};
+  private byFault: Record<string, number> = {};
+  private readonly arrivals = new SlidingWindowCounter(1000);
+  private readonly admissions = new SlidingWindowCounter(1000);
+  private readonly arrivalsByKey = new Map<string, SlidingWindowCounter>();
+  private readonly admissionsByKey = new Map<string, SlidingWindowCounter>();
+  private firstAtMs: number | null = null;
+  private lastAtMs: number | null = null;
+  private connectionsAccepted = 0;
+
+  /** A call arrived (before authentication). */
+  recordArrival(atMs: number, accessKeyId: string): void {
+    this.total += 1;
+    this.firstAtMs ??= atMs;
+    this.lastAtMs = Math.max(this.lastAtMs ?? atMs, atMs);
+    this.arrivals.record(atMs);
+    if (accessKeyId !== '') windowFor(this.arrivalsByKey, accessKeyId).record(atMs);
+  }
+
+  /** A call passed authentication and the rate limit. */
+  recordAdmission(atMs: number, accessKeyId: string): void {
+    this.admitted += 1;
+    this.admissions.record(atMs);
+    windowFor(this.admissionsByKey, accessKeyId).record(atMs);
+  }
+
+  /** A call's outcome is known. */
+  recordOutcome(record: CallRecord): void {
+    this.completed += 1;
+    if (record.code === 'Throttling.User') this.throttled += 1;
+    bump((this.byAction[record.action] ??= {}), record.code);
+    bump(this.byCode, record.code);
+    if (record.fault !== 'none') bump(this.byFault, record.fault);
+  }
+
+  recordConnection(): void {
+    this.connectionsAccepted += 1;
+  }
+
+  snapshot(): EmulatorStats {
+    const maxByKey = (map: Map<string, SlidingWindowCounter>): Record<string, number> =>
+      Object.fromEntries([...map].map(([key, window]) => [key, window.max]));
+    const spanSeconds = this.firstAtMs === null || this.lastAtMs === null ? 0 : (this.lastAtMs - this.firstAtMs) / 1000;
+    return {
+      total: this.total,
+      completed: this.completed,
+      byAction: structuredClone(this.byAction),
+      byCode: { ...this.byCode },
+      byFault: { ...this.byFault },
+      throttled: this.throttled,
+      admitted: this.admitted,
+      maxCallsInAnySecond: this.arrivals.max,
+      maxCallsInAnySecondByKey: maxByKey(this.arrivalsByKey),
+      maxAdmittedInAnySecond: this.admissions.max,
+      maxAdmittedInAnySecondByKey: maxByKey(this.admissionsByKey),
+      firstAtMs: this.firstAtMs,
+      lastAtMs: this.lastAtMs,
+      callsPerSecond: spanSeconds > 0 ? this.admitted / spanSeconds : this.admitted,
+      connectionsAccepted: this.connectionsAccepted,
+    };
+  }
+
+  /** Starts counting afresh (connections included). */
+  reset(): void {
+    this.total = 0;
+    this.completed = 0;
+    this.throttled = 0;
+    this.admitted = 0;
+    this.byAction = {};
+    this.byCode = {};
+    this.byFault = {};
+    this.arrivals.reset();
+    this.admissions.reset();
+    this.arrivalsByKey.clear();
+    this.admissionsByKey.clear();
+    this.firstAtMs = null;
+    this.lastAtMs = null;
+    this.connectionsAccepted = 0;
+  }
+}
