@@ -37,6 +37,11 @@ export interface Config {
   retryBaseMs: number;
   /** RETRY_MAX_MS: largest backoff. */
   retryMaxMs: number;
+  /**
+   * JOB_LOCK_MS: BullMQ lock duration. A job whose worker died is taken over after about this
+   * long; a stopping worker has this long to finish its in-flight calls.
+   */
+  jobLockMs: number;
   /** QUEUE_HIGH_WATER_JOBS: the producer pauses while more jobs than this are waiting. */
   highWaterJobs: number;
   /** RESULT_RETENTION_DAYS: how long batches and their result records are kept. */
@@ -81,6 +86,7 @@ export const CONFIG_DEFAULTS = {
   retryBaseMs: 1_000,
   retryMaxMs: 60_000,
   highWaterJobs: 50_000,
+  jobLockMs: 30_000,
   retentionDays: 30,
   logLevel: 'info',
 } as const;
@@ -199,6 +205,7 @@ export function resolveConfig(env: Env = process.env): Config {
     maxAttempts: integer(env, 'MAX_ATTEMPTS', CONFIG_DEFAULTS.maxAttempts, 1, 100),
     retryBaseMs,
     retryMaxMs,
+    jobLockMs: integer(env, 'JOB_LOCK_MS', CONFIG_DEFAULTS.jobLockMs, 1_000, 600_000),
     highWaterJobs: integer(env, 'QUEUE_HIGH_WATER_JOBS', CONFIG_DEFAULTS.highWaterJobs, 100, 10_000_000),
     retentionDays: integer(env, 'RESULT_RETENTION_DAYS', CONFIG_DEFAULTS.retentionDays, 1, 3_650),
     adminToken,

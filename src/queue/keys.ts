@@ -64,6 +64,10 @@ export class Keys {
   rateTick(rateKey: string): string {
     return `${this.prefix}:rate:${rateKey}:tick`;
   }
+  /** Sorted set: permit times of the last second (the rate gate's exact guard). */
+  rateWindow(rateKey: string): string {
+    return `${this.prefix}:rate:${rateKey}:window`;
+  }
   /** Bottleneck limiter id (Bottleneck adds its own `b_` prefix and suffixes). */
   limiterId(rateKey: string): string {
     return `${this.prefix}:limiter:${rateKey}`;

@@ -28,7 +28,7 @@ export async function startWorkerRuntime(config: Config, log: Logger, overrides:
   const api = new CertificateApi({ endpoint: config.apiEndpoint, protocol: config.apiProtocol, timeoutMs: config.apiTimeoutMs, credentials: config.credentials });
   // RATE_LIMIT_KEY, else the AccessKey id of whatever the credential chain resolves to.
   const rateKey = config.rateLimitKey ?? rateLimitKeyFor(await api.accessKeyId());
-  const gate = new BottleneckRateGate(context.redis, { id: context.keys.limiterId(rateKey), ratePerSecond: config.ratePerSecond, permitExpirationMs: config.apiTimeoutMs }, log);
+  const gate = new BottleneckRateGate(context.redis, { id: context.keys.limiterId(rateKey), ratePerSecond: config.ratePerSecond, permitExpirationMs: config.apiTimeoutMs, windowKey: context.keys.rateWindow(rateKey) }, log);
   const adaptive = new AdaptiveRate(context.redis, context.keys, rateKey, gate, { capPerSecond: config.ratePerSecond }, log);
   // Start from the account's current adaptive rate, not the cap, if another worker lowered it.
   const shared = await context.redis.get(context.keys.currentRate(rateKey));
@@ -38,7 +38,7 @@ export async function startWorkerRuntime(config: Config, log: Logger, overrides:
   const { onCall, ...options } = overrides;
   const worker = new RevocationWorker(
     { connection, redis: context.redis, keys: context.keys, api, gate, adaptive, results: context.results, batches: context.batches, deadLetters: context.deadLetters, rateKey, log, ...(onCall ? { onCall } : {}) },
-    { concurrency: config.workerConcurrency, maxAttempts: config.maxAttempts, retry: { baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, ...options },
+    { concurrency: config.workerConcurrency, maxAttempts: config.maxAttempts, lockDurationMs: config.jobLockMs, retry: { baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, ...options },
   );
   worker.start();
   await worker.waitUntilReady();

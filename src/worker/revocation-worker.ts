@@ -121,6 +121,8 @@ export class RevocationWorker {
       prefix: this.deps.keys.prefix,
       concurrency: this.options.concurrency,
       lockDuration: this.options.lockDurationMs,
+      // Look for stalled jobs as often as a lock can expire, so a dead worker's jobs wait at most ~2 locks.
+      stalledInterval: this.options.lockDurationMs,
       // A job whose worker died is retried; it is counted in our history as an unknown result.
       maxStalledCount: 10,
       autorun: true,

@@ -1,0 +1,54 @@
+/**
+ * Spawns revoker processes (workers) the way production runs them, from the TypeScript sources
+ * through tsx, and waits on what they log.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './redis.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** A spawned process with its collected output. */
+export interface Spawned {
+  child: ChildProcess;
+  /** Everything written to stdout and stderr so far. */
+  output(): string;
+  /** Resolves with the exit code (or the signal's name). */
+  exited: Promise<number | string>;
+}
+
+/** Spawns `workers/worker.ts` with `env` (merged over a minimal PATH/HOME environment). */
+export function spawnWorker(env: Record<string, string>): Spawned {
+  // At info, the worker announces when it is ready (and logs progress every few seconds).
+  return spawnTs('workers/worker.ts', [], { ...env, LOG_LEVEL: 'info' });
+}
+
+/** Spawns a TypeScript entrypoint of this repository under tsx. */
+export function spawnTs(entry: string, args: string[], env: Record<string, string>): Spawned {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  return { child, output: () => output, exited };
+}
+
+/** Waits until the worker logged that it started. */
+export async function waitForWorkerStart(worker: Spawned, timeoutMs = 30_000): Promise<void> {
+  try {
+    await waitFor(() => worker.output().includes('"msg":"worker started"') || (worker.child.exitCode !== null ? 'exited' : false), 'the worker to start', timeoutMs);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; it printed: ${worker.output().slice(0, 2_000)}`, { cause: error });
+  }
+  if (worker.child.exitCode !== null) throw new Error(`worker exited early: ${worker.output()}`);
+}
+
+/** Kills a process if still running and waits for it. */
+export async function stopProcess(spawned: Spawned, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | string> {
+  if (spawned.child.exitCode === null && spawned.child.signalCode === null) spawned.child.kill(signal);
+  return spawned.exited;
+}

@@ -1,0 +1,136 @@
+/**
+ * Worker processes as production runs them: several processes share the account-wide rate,
+ * a SIGKILLed worker's devices are finished by another, and SIGTERM stops cleanly.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
+import type { ResultRecord } from '../../src/results/result-record.js';
+import { openContext, type Context } from '../../src/runtime/context.js';
+import { enqueueDevices, testConfig, testEnv } from '../helpers/pipeline.js';
+import { spawnWorker, stopProcess, waitForWorkerStart, type Spawned } from '../helpers/processes.js';
+import { removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
+
+const INSTANCE = 'mqtt-cn-multiproc01';
+const CA = 'ca000000multiproc';
+
+describe('worker processes', () => {
+  const prefixes: string[] = [];
+  let emulator: EmulatorHandle;
+  let workers: Spawned[] = [];
+  let context: Context | null = null;
+
+  beforeAll(async () => {
+    emulator = await startEmulator({ latency: { medianMs: 15, p99Ms: 60 } });
+  });
+
+  afterEach(async () => {
+    await Promise.all(workers.map((worker) => stopProcess(worker, 'SIGKILL')));
+    workers = [];
+    await context?.close();
+    context = null;
+  });
+
+  afterAll(async () => {
+    await emulator?.stop();
+    for (const prefix of prefixes) await removePrefix(prefix);
+  });
+
+  function setup(label: string, extra: Record<string, string>): { env: Record<string, string>; context: Context } {
+    const prefix = uniquePrefix(label);
+    prefixes.push(prefix);
+    const env = testEnv(prefix, emulator, extra);
+    context = openContext(testConfig(prefix, emulator, extra), `test-${label}`);
+    return { env, context };
+  }
+
+  async function startWorkers(count: number, env: Record<string, string>): Promise<Spawned[]> {
+    const started = Array.from({ length: count }, () => spawnWorker(env));
+    workers.push(...started);
+    await Promise.all(started.map((worker) => waitForWorkerStart(worker)));
+    return started;
+  }
+
+  async function recordsOf(ctx: Context, batchId: string): Promise<ResultRecord[]> {
+    const out: ResultRecord[] = [];
+    for await (const record of ctx.results.scan(batchId)) out.push(record as ResultRecord);
+    return out;
+  }
+
+  function seed(count: number, label: string) {
+    const devices = generateDevices({ mqttInstanceId: INSTANCE, caSn: CA, count, prefix: label });
+    for (const device of devices) emulator.registry.addDevice(device);
+    return devices;
+  }
+
+  it('2,000 devices through 2 processes: one record each, never above the configured rate', async () => {
+    const rate = 400;
+    const { env, context: ctx } = setup('twoproc', { RATE_LIMIT_PER_SECOND: String(rate) });
+    await startWorkers(2, env);
+    const devices = seed(2_000, 'twoproc');
+    emulator.resetStats();
+    const batchId = await enqueueDevices(ctx, devices);
+    const batch = await waitFor(async () => {
+      const current = await ctx.batches.get(batchId);
+      return current?.state === 'completed' ? current : null;
+    }, 'the batch to complete', 60_000, 200);
+    expect(batch.counts.deleted).toBe(2_000);
+    const records = await recordsOf(ctx, batchId);
+    expect(records).toHaveLength(2_000);
+    expect(new Set(records.map((record) => record.deviceSn)).size).toBe(2_000);
+    expect(records.every((record) => record.outcome === 'deleted')).toBe(true);
+    const stats = emulator.stats();
+    expect(stats.throttled).toBe(0);
+    expect(stats.maxCallsInAnySecond).toBeLessThanOrEqual(rate);
+    // Each device deleted by exactly one applied call.
+    const applied = emulator.calls().filter((call) => call.applied && call.action === 'DeleteDeviceCertificate');
+    expect(applied).toHaveLength(2_000);
+  });
+
+  it('a SIGKILLed worker: the others finish its devices, none lacks a record, none has two', async () => {
+    const { env, context: ctx } = setup('sigkill', { RATE_LIMIT_PER_SECOND: '300', JOB_LOCK_MS: '2000' });
+    const [victim] = await startWorkers(2, env);
+    const devices = seed(900, 'sigkill');
+    const batchId = await enqueueDevices(ctx, devices);
+    await waitFor(async () => ((await ctx.batches.get(batchId))?.done ?? 0) >= 200, 'the batch to be under way', 30_000);
+    victim!.child.kill('SIGKILL');
+    expect(await victim!.exited).toBe('SIGKILL');
+    const batch = await waitFor(async () => {
+      const current = await ctx.batches.get(batchId);
+      return current?.state === 'completed' ? current : null;
+    }, 'the survivor to finish the batch', 60_000, 200);
+    const records = await recordsOf(ctx, batchId);
+    expect(records).toHaveLength(900);
+    expect(new Set(records.map((record) => record.deviceSn)).size).toBe(900);
+    // Jobs in flight when the worker died may have been applied; either way they end `deleted`.
+    expect(batch.counts).toMatchObject({ deleted: 900, not_found: 0, failed: 0 });
+    expect(batch.done).toBe(900);
+    for (const device of devices) expect(emulator.registry.has(INSTANCE, CA, device.deviceSn)).toBe(false);
+  });
+
+  it('SIGTERM stops taking jobs, finishes in-flight calls, exits 0 and leaves no job active', async () => {
+    const { env, context: ctx } = setup('sigterm', { RATE_LIMIT_PER_SECOND: '200', JOB_LOCK_MS: '10000' });
+    const [worker] = await startWorkers(1, env);
+    const devices = seed(600, 'sigterm');
+    const batchId = await enqueueDevices(ctx, devices);
+    await waitFor(async () => ((await ctx.batches.get(batchId))?.done ?? 0) >= 100, 'the batch to be under way', 30_000);
+    const stoppedAt = Date.now();
+    expect(await stopProcess(worker!, 'SIGTERM')).toBe(0);
+    expect(Date.now() - stoppedAt).toBeLessThan(10_000);
+    expect(await ctx.queue.getActiveCount()).toBe(0);
+    const midway = await ctx.batches.get(batchId);
+    expect(midway?.done).toBeLessThan(600);
+
+    await startWorkers(1, env);
+    const batch = await waitFor(async () => {
+      const current = await ctx.batches.get(batchId);
+      return current?.state === 'completed' ? current : null;
+    }, 'a new worker to finish the batch', 60_000, 200);
+    expect(batch.counts).toMatchObject({ deleted: 600, not_found: 0, failed: 0 });
+    const records = await recordsOf(ctx, batchId);
+    expect(records).toHaveLength(600);
+    // Nothing done twice: one applied delete per device, and no record confirmed by absence.
+    const applied = emulator.calls().filter((call) => call.applied && devices.some((device) => device.deviceSn === call.deviceSn));
+    expect(applied).toHaveLength(600);
+    expect(records.filter((record) => record.errorCode !== null)).toHaveLength(0);
+  });
+});
