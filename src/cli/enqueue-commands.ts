@@ -153,7 +153,7 @@ async function enqueueCa(flags: EnqueueCaFlags): Promise<number> {
   return withContext('revoker-enqueue-ca', async (context) => {
     const rateKey = config.rateLimitKey ?? rateLimitKeyFor(await api.accessKeyId());
     // Listing calls count toward the account's cap: they go through the same shared gate.
-    const gate = new BottleneckRateGate(context.redis, { id: context.keys.limiterId(rateKey), ratePerSecond: config.ratePerSecond, windowKey: context.keys.rateWindow(rateKey) }, log);
+    const gate = new BottleneckRateGate(context.redis, { id: context.keys.limiterId(rateKey), ratePerSecond: config.ratePerSecond, guardKey: context.keys.rateGuard(rateKey) }, log);
     try {
       const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
         for (let attempt = 1; ; attempt += 1) {

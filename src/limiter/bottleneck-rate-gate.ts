@@ -12,6 +12,7 @@ import Bottleneck from 'bottleneck';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RateGate } from './rate-gate.js';
+import { SlotGuard } from './slot-guard.js';
 
 /** Options of `BottleneckRateGate`. */
 export interface BottleneckRateGateOptions {
@@ -27,22 +28,10 @@ export interface BottleneckRateGateOptions {
   /** How many times one `acquire` rebuilds a broken limiter before giving up. */
   maxRebuilds: number;
   /**
-   * Redis key of the exact sliding-window guard (a sorted set of permit times), or null to rely on
+   * Key of the exact slot guard that follows Bottleneck (see `SlotGuard`), or null to rely on
    * Bottleneck's spacing alone.
    */
-  windowKey: string | null;
-  /**
-   * The guard counts permits over 1000 ms plus this much: a call reaches the API a little after
-   * its permit (signing, the event loop, the network), and that jitter must not let more than
-   * the rate land in any one second at the other end. Costs rate·allowance/(1000+allowance).
-   */
-  jitterAllowanceMs: number;
-  /**
-   * For this long after its first permit, this process asks the guard for half the rate: the
-   * first calls also open their connections, arrive late and bunch with the ones after them
-   * (measured: the busiest second of a 2-process run was its first, at 406 of 400/s).
-   */
-  warmupMs: number;
+  guardKey: string | null;
   /**
    * A permit not granted within this long means the limiter is wedged (it lost its state in a
    * way that reported no error): rebuild it and ask again. Far above any legitimate wait.
@@ -55,30 +44,9 @@ export const BOTTLENECK_RATE_GATE_DEFAULTS = {
   permitExpirationMs: 10_000,
   maxRebuilds: 20,
   permitWaitLimitMs: 60_000,
-  windowKey: null,
-  // Measured on 2 cores, 2 worker processes at 400/s: without it 410 calls landed in one second, at 30 ms still 401 when the receiver shared the CPUs.
-  jitterAllowanceMs: 40,
-  warmupMs: 1_000,
+  guardKey: null,
 } as const;
 
-/**
- * The exact guard: at most ARGV[1] permits in any ARGV[3] ms, timed by Redis' own clock so that
- * every process agrees. KEYS: the window's sorted set. ARGV: limit, a unique member, window ms.
- * Returns 0 when granted, else the ms to wait until the oldest permit leaves the window.
- */
-const WINDOW_GUARD = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], 2000)
-  return 0
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
-`;
 
 /** Runs a Bottleneck teardown call, which may return a promise or nothing, ignoring its errors. */
 async function quietly(teardown: () => unknown): Promise<void> {
@@ -127,9 +95,7 @@ export function minTimeFor(ratePerSecond: number): number {
 /** Bottleneck-backed account-wide rate gate. */
 export class BottleneckRateGate implements RateGate {
   private readonly options: BottleneckRateGateOptions;
-  private permitCounter = 0;
-  private firstPermitAtMs: number | null = null;
-  private readonly memberPrefix = `${process.pid}-${Math.random().toString(36).slice(2, 8)}-`;
+  private readonly guard: SlotGuard | null;
   private limiter: Bottleneck;
   private connection: Bottleneck.IORedisConnection;
   private rate: number;
@@ -143,6 +109,7 @@ export class BottleneckRateGate implements RateGate {
   ) {
     this.options = { ...BOTTLENECK_RATE_GATE_DEFAULTS, ...options };
     this.rate = this.options.ratePerSecond;
+    this.guard = this.options.guardKey === null ? null : new SlotGuard(redis, { key: this.options.guardKey });
     [this.limiter, this.connection] = this.build();
   }
 
@@ -187,7 +154,7 @@ export class BottleneckRateGate implements RateGate {
       const limiter = this.limiter;
       try {
         await this.withinLimit(limiter.schedule({ priority, expiration: this.options.permitExpirationMs }, () => Promise.resolve()));
-        await this.windowGuard();
+        await this.guard?.take(this.rate);
         return;
       } catch (error) {
         if (this.closed || !isRecoverableLimiterError(error) || rebuilds >= this.options.maxRebuilds) throw error;
@@ -196,26 +163,6 @@ export class BottleneckRateGate implements RateGate {
         // Back off a little while Redis is down: it reconnects by itself.
         await new Promise((resolve) => setTimeout(resolve, Math.min(100 * (rebuilds + 1), 1_000)));
       }
-    }
-  }
-
-  /**
-   * Bottleneck spaces permits, but a process whose event loop lagged releases several late
-   * permits at once; measured with 2 processes at 400/s, 428 calls landed in one second. This
-   * exact sliding-window check on Redis' clock turns such a burst into a short wait, with room
-   * for the jitter between a permit and the call's arrival.
-   */
-  private async windowGuard(): Promise<void> {
-    const key = this.options.windowKey;
-    if (key === null) return;
-    this.firstPermitAtMs ??= Date.now();
-    for (;;) {
-      this.permitCounter += 1;
-      const warming = Date.now() - this.firstPermitAtMs < this.options.warmupMs;
-      const limit = Math.max(1, Math.floor(warming ? this.rate / 2 : this.rate));
-      const waitMs = (await this.redis.eval(WINDOW_GUARD, 1, key, String(limit), `${this.memberPrefix}${this.permitCounter}`, String(1000 + this.options.jitterAllowanceMs))) as number;
-      if (waitMs === 0) return;
-      await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
   }
 

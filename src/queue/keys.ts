@@ -64,9 +64,9 @@ export class Keys {
   rateTick(rateKey: string): string {
     return `${this.prefix}:rate:${rateKey}:tick`;
   }
-  /** Sorted set: permit times of the last second (the rate gate's exact guard). */
-  rateWindow(rateKey: string): string {
-    return `${this.prefix}:rate:${rateKey}:window`;
+  /** Prefix of the slot guard's keys (next slot; sorted set of recent slots). */
+  rateGuard(rateKey: string): string {
+    return `${this.prefix}:rate:${rateKey}:guard`;
   }
   /** Bottleneck limiter id (Bottleneck adds its own `b_` prefix and suffixes). */
   limiterId(rateKey: string): string {

@@ -28,7 +28,7 @@ export async function startWorkerRuntime(config: Config, log: Logger, overrides:
   const api = new CertificateApi({ endpoint: config.apiEndpoint, protocol: config.apiProtocol, timeoutMs: config.apiTimeoutMs, credentials: config.credentials });
   // RATE_LIMIT_KEY, else the AccessKey id of whatever the credential chain resolves to.
   const rateKey = config.rateLimitKey ?? rateLimitKeyFor(await api.accessKeyId());
-  const gate = new BottleneckRateGate(context.redis, { id: context.keys.limiterId(rateKey), ratePerSecond: config.ratePerSecond, permitExpirationMs: config.apiTimeoutMs, windowKey: context.keys.rateWindow(rateKey) }, log);
+  const gate = new BottleneckRateGate(context.redis, { id: context.keys.limiterId(rateKey), ratePerSecond: config.ratePerSecond, permitExpirationMs: config.apiTimeoutMs, guardKey: context.keys.rateGuard(rateKey) }, log);
   const adaptive = new AdaptiveRate(context.redis, context.keys, rateKey, gate, { capPerSecond: config.ratePerSecond }, log);
   // Start from the account's current adaptive rate, not the cap, if another worker lowered it.
   const shared = await context.redis.get(context.keys.currentRate(rateKey));

@@ -52,3 +52,25 @@ export async function stopProcess(spawned: Spawned, signal: NodeJS.Signals = 'SI
   if (spawned.child.exitCode === null && spawned.child.signalCode === null) spawned.child.kill(signal);
   return spawned.exited;
 }
+
+/** An emulator running as its own process, like the real API: its clock is not the test's. */
+export interface EmulatorProcess {
+  spawned: Spawned;
+  /** `127.0.0.1:PORT` */
+  endpoint: string;
+  /** GET or POST a control route (`/_emulator/...`). */
+  control<T>(path: string, body?: unknown): Promise<T>;
+}
+
+/** Starts `revoker emulator` on a free port with these extra flags and waits for it to listen. */
+export async function spawnEmulator(flags: string[] = []): Promise<EmulatorProcess> {
+  const spawned = spawnTs('src/cli/main.ts', ['emulator', '--port', '0', ...flags], {});
+  const url = await waitFor(() => /"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(spawned.output())?.[1] ?? (spawned.child.exitCode !== null ? 'exited' : null), 'the emulator to listen', 30_000);
+  if (url === 'exited') throw new Error(`emulator exited: ${spawned.output()}`);
+  const control = async <T>(path: string, body?: unknown): Promise<T> => {
+    const response = await fetch(`${url}${path}`, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${await response.text()}`);
+    return (await response.json()) as T;
+  };
+  return { spawned, endpoint: url.replace('http://', ''), control };
+}
