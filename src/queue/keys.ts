@@ -60,6 +60,10 @@ export class Keys {
   throttled(rateKey: string): string {
     return `${this.prefix}:rate:${rateKey}:throttled`;
   }
+  /** Counter: all calls (throttled or not) since the adaptive controller's last tick. */
+  callCount(rateKey: string): string {
+    return `${this.prefix}:rate:${rateKey}:calls`;
+  }
   /** Lock: who runs this second's adaptive-rate tick. */
   rateTick(rateKey: string): string {
     return `${this.prefix}:rate:${rateKey}:tick`;

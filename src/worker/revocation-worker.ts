@@ -197,6 +197,7 @@ export class RevocationWorker {
     const device: DeviceRef = { mqttInstanceId: data.mqttInstanceId, caSn: data.caSn, deviceSn: data.deviceSn };
     try {
       const result = await this.deps.api.revoke(device, data.action);
+      this.reportAdmitted();
       this.deps.onCall?.({ code: 'OK', outcome: 'success', latencyMs: Date.now() - startedAt.getTime() });
       const attempt: AttemptRecord = { at: new Date().toISOString(), code: 'OK', httpStatus: 200, requestId: result.requestId, counted: true, uncertain: false, message: '' };
       return this.finish(job, data.action === 'delete' ? 'deleted' : 'inactivated', attempt, null, firstAttemptAt);
@@ -204,6 +205,7 @@ export class RevocationWorker {
       const failure = describeApiFailure(error);
       const verdict = classifyFailure(failure);
       this.deps.onCall?.({ code: failure.code, outcome: verdict.action, latencyMs: Date.now() - startedAt.getTime() });
+      if (verdict.action !== 'throttle') this.reportAdmitted();
       const counted = verdict.action !== 'throttle' && verdict.action !== 'fatal_for_batch' && verdict.action !== 'fatal_for_credentials';
       const attempt: AttemptRecord = {
         at: new Date().toISOString(),
@@ -243,6 +245,12 @@ export class RevocationWorker {
           return this.park(job, token, attempt, firstAttemptAt);
       }
     }
+  }
+
+  /** Counts a call the API did not throttle, so the adaptive rate knows the fraction admitted. */
+  private reportAdmitted(): void {
+    if (this.deps.adaptive === null) return;
+    void this.deps.adaptive.reportAdmitted().catch(() => undefined);
   }
 
   private countedAttempts(history: AttemptRecord[]): number {

@@ -1,0 +1,283 @@
+/**
+ * `npm run bench`: measures revoker against the emulator (its own process) and a real Redis, and
+ * writes docs/BENCHMARKS.md. Separate from the tests; numbers are ratios to the configured cap
+ * measured in this one run.
+ *
+ *   BENCH_QUICK=1 npm run bench   # smaller sizes, for a smoke run
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { once } from 'node:events';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'bullmq';
+import { CertificateApi } from '../src/cloud/certificate-api.js';
+import { resolveConfig } from '../src/config/config.js';
+import { DEMO_ACCOUNT, generateDevices } from '../src/emulator/index.js';
+import { readDeviceCsv } from '../src/producer/csv-source.js';
+import { Enqueuer } from '../src/producer/enqueuer.js';
+import { REVOCATION_QUEUE } from '../src/queue/keys.js';
+import { openContext, type Context } from '../src/runtime/context.js';
+import { spawnTs } from '../test/helpers/processes.js';
+import {
+  ProgressSampler,
+
+  benchEnv,
+  cpuMsOf,
+  openRedis,
+  redisUsedMemory,
+  removePrefix,
+  sleep,
+  spawnEmulator,
+  spawnWorker,
+  stopProcess,
+  waitForWorkerStart,
+  type EmulatorProcess,
+  type EmulatorStatsView,
+} from './bench/bench-support.js';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const RATE = 480;
+const INSTANCE = 'mqtt-cn-bench00001';
+const CA = 'ca0000000000bench';
+const rows: string[][] = [];
+const notes: string[] = [];
+
+function fmt(value: number, digits = 2): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
+}
+
+function contextFor(prefix: string, endpoint: string, extra: Record<string, string> = {}): Context {
+  return openContext(resolveConfig(benchEnv(prefix, endpoint, extra)), 'bench');
+}
+
+async function seed(api: EmulatorProcess, count: number, label: string) {
+  const devices = generateDevices({ mqttInstanceId: INSTANCE, caSn: CA, count, prefix: label });
+  for (let i = 0; i < devices.length; i += 10_000) await api.control('/_emulator/devices', { devices: devices.slice(i, i + 10_000) });
+  return devices;
+}
+
+/** Runs one batch through `workers` worker processes; returns what the emulator and the workers saw. */
+async function runBatch(label: string, options: { workers: number; devices: number; emulatorRate: number; rate: number }) {
+  const api = await spawnEmulator(['--rate-limit', String(options.emulatorRate)]);
+  const prefix = `{bench-${label}-${Date.now().toString(36)}}`;
+  const extra = { RATE_LIMIT_PER_SECOND: String(options.rate) };
+  const context = contextFor(prefix, api.endpoint, extra);
+  const workers = Array.from({ length: options.workers }, () => spawnWorker(benchEnv(prefix, api.endpoint, extra)));
+  try {
+    await Promise.all(workers.map((worker) => waitForWorkerStart(worker)));
+    const devices = await seed(api, options.devices, label);
+    await api.control('/_emulator/reset', {});
+    const cpuBefore = await Promise.all(workers.map((worker) => cpuMsOf(worker.child.pid ?? 0)));
+    const batchId = await context.batches.create({ name: label, source: 'csv', action: 'delete', createdBy: 'bench' });
+    const startedAt = performance.now();
+    const items = devices.map((device, index) => ({ kind: 'device' as const, request: { ...device, line: index + 2 } }));
+    const enqueueDone = new Enqueuer(context.queue, context.batches, context.results).enqueue(batchId, 'delete', items);
+    const sampler = new ProgressSampler();
+    for (;;) {
+      const batch = await context.batches.get(batchId);
+      sampler.add(batch?.done ?? 0);
+      if (batch?.state === 'completed') break;
+      await sleep(250);
+    }
+    await enqueueDone;
+    const seconds = (performance.now() - startedAt) / 1000;
+    const cpuAfter = await Promise.all(workers.map((worker) => cpuMsOf(worker.child.pid ?? 0)));
+    const stats = await api.control<EmulatorStatsView>('/_emulator/stats');
+    const batch = await context.batches.get(batchId);
+    const cpuMs = cpuAfter.reduce((sum, value, index) => sum + value - (cpuBefore[index] ?? 0), 0);
+    return { seconds, steady: sampler.steadyRate(options.devices), stats, batch, cpuMsPerDevice: cpuMs / options.devices };
+  } finally {
+    await Promise.all(workers.map((worker) => stopProcess(worker)));
+    await context.close();
+    await stopProcess(api.spawned);
+    await removePrefix(prefix);
+  }
+}
+
+async function throughput(): Promise<number> {
+  const devices = QUICK ? 3_000 : 20_000;
+  let best = 0;
+  for (const workers of [1, 2, 4]) {
+    const result = await runBatch(`cap${workers}`, { workers, devices, emulatorRate: 500, rate: RATE });
+    const ideal = devices / RATE;
+    best = Math.max(best, result.steady);
+    rows.push([
+      `throughput, ${workers} worker${workers > 1 ? 's' : ''}`,
+      `${devices} devices at ${RATE}/s`,
+      `steady ${fmt(result.steady / RATE)} of the rate (${fmt(result.steady, 0)}/s); busiest second ${result.stats.maxCallsInAnySecond}; throttled ${result.stats.throttled}; ${fmt(result.seconds, 1)} s vs ideal ${fmt(ideal, 1)} s (${fmt(result.seconds / ideal)}×); worker CPU ${fmt(result.cpuMsPerDevice, 3)} ms/device`,
+      `≥ 0.97, ≤ 500, 0`,
+    ]);
+    process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
+  }
+  return best;
+}
+
+async function sharedQuota(): Promise<void> {
+  const devices = QUICK ? 3_000 : 10_000;
+  const result = await runBatch('quota', { workers: 2, devices, emulatorRate: 300, rate: RATE });
+  const finished = result.batch?.counts.deleted ?? 0;
+  rows.push([
+    'shared quota (emulator 300/s, revoker 480/s)',
+    `${devices} devices, 2 workers`,
+    `steady ${fmt(result.steady / 300)} of the quota (${fmt(result.steady, 0)}/s); throttled ${fmt((100 * result.stats.throttled) / Math.max(1, result.stats.total), 1)} % of calls; ${finished}/${devices} finished`,
+    '≥ 0.90, ≤ 3 %',
+  ]);
+  process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
+}
+
+async function peakRss(pid: number, until: Promise<unknown>): Promise<number> {
+  let peak = 0;
+  let done = false;
+  void until.finally(() => (done = true));
+  while (!done) {
+    try {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8');
+      peak = Math.max(peak, Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024);
+    } catch {
+      break;
+    }
+    await sleep(100);
+  }
+  return peak;
+}
+
+async function ingest(): Promise<void> {
+  const count = QUICK ? 100_000 : 1_000_000;
+  const dir = await mkdtemp(join(tmpdir(), 'revoker-bench-'));
+  const file = join(dir, 'devices.csv');
+  const out = createWriteStream(file);
+  out.write('DeviceSn,CaSn,MqttInstanceId\n');
+  for (let i = 0; i < count; i += 1) {
+    if (!out.write(`dev${i.toString(16).padStart(12, '0')},${CA},${INSTANCE}\n`)) await once(out, 'drain');
+  }
+  out.end();
+  await once(out, 'finish');
+  const redis = openRedis();
+  try {
+    // Without flow control: the producer's own speed and memory.
+    const prefix = `{bench-ingest-${Date.now().toString(36)}}`;
+    const before = await redisUsedMemory(redis);
+    const child = spawnTs('src/cli/main.ts', ['enqueue', file, '--json'], benchEnv(prefix, '127.0.0.1:1', { QUEUE_HIGH_WATER_JOBS: '10000000' }));
+    const startedAt = performance.now();
+    const rss = await peakRss(child.child.pid ?? 0, child.exited);
+    const seconds = (performance.now() - startedAt) / 1000;
+    const after = await redisUsedMemory(redis);
+    const summary = JSON.parse(child.output().trim().split('\n').at(-1) ?? '{}') as { accepted?: number };
+    rows.push([
+      'ingest, flow control off',
+      `${count} CSV rows`,
+      `${fmt(count / seconds, 0)} rows/s (${summary.accepted ?? 0} accepted, ${fmt(seconds, 1)} s incl. process start); producer peak RSS ${fmt(rss / 1e6, 0)} MB; Redis +${fmt((after - before) / count, 0)} bytes per waiting job incl. its pending record`,
+      '≥ 20,000 rows/s, ≤ 200 MB',
+    ]);
+    process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
+    await removePrefix(prefix);
+
+    // With flow control: a no-op consumer drains as fast as Redis allows; Redis must stay bounded.
+    const flowCount = QUICK ? 50_000 : 200_000;
+    const highWater = 10_000;
+    const flowPrefix = `{bench-flow-${Date.now().toString(36)}}`;
+    const drain = new Worker(REVOCATION_QUEUE, () => Promise.resolve(), { connection: openRedis(), prefix: flowPrefix, concurrency: 50 });
+    const baseline = await redisUsedMemory(redis);
+    const flowFile = join(dir, 'flow.csv');
+    const flowOut = createWriteStream(flowFile);
+    flowOut.write('DeviceSn\n');
+    for (let i = 0; i < flowCount; i += 1) if (!flowOut.write(`flow${i.toString(16).padStart(10, '0')}\n`)) await once(flowOut, 'drain');
+    flowOut.end();
+    await once(flowOut, 'finish');
+    const context = contextFor(flowPrefix, '127.0.0.1:1');
+    let peakWaiting = 0;
+    let peakMemory = 0;
+    const batchId = await context.batches.create({ name: 'flow', source: 'csv', action: 'delete', createdBy: 'bench' });
+    const running = new Enqueuer(context.queue, context.batches, context.results, { highWaterJobs: highWater }).enqueue(batchId, 'delete', readDeviceCsv(createReadStream(flowFile), { defaultCaSn: CA, defaultInstanceId: INSTANCE }));
+    let finished = false;
+    void running.finally(() => (finished = true));
+    while (!finished) {
+      peakWaiting = Math.max(peakWaiting, await context.queue.getWaitingCount());
+      peakMemory = Math.max(peakMemory, await redisUsedMemory(redis));
+      await sleep(50);
+    }
+    await drain.close();
+    await context.close();
+    rows.push([
+      'ingest, flow control on',
+      `${flowCount} rows, high-water ${highWater}, a no-op consumer`,
+      `peak waiting jobs ${peakWaiting} (mark + one chunk = ${highWater + 500}); peak Redis used_memory +${fmt((peakMemory - baseline) / 1e6, 0)} MB over the run's start (pending records of all ${flowCount} devices included)`,
+      'bounded by the mark',
+    ]);
+    process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
+    await removePrefix(flowPrefix);
+  } finally {
+    redis.disconnect();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function comparisons(): Promise<void> {
+  const api = await spawnEmulator(['--rate-limit', '100000', '--devices', '1000', '--instance', INSTANCE, '--ca-sn', CA]);
+  try {
+    const listed = await api.control<{ devices: { deviceSn: string }[] }>(`/_emulator/devices?mqttInstanceId=${INSTANCE}&caSn=${CA}`);
+    const client = new CertificateApi({ endpoint: api.endpoint, protocol: 'http', timeoutMs: 5_000, credentials: { accessKeyId: DEMO_ACCOUNT.accessKeyId, accessKeySecret: DEMO_ACCOUNT.accessKeySecret, securityToken: null } });
+    const seconds = QUICK ? 3 : 10;
+    const deadline = performance.now() + seconds * 1000;
+    let calls = 0;
+    while (performance.now() < deadline) {
+      const device = listed.devices[calls % listed.devices.length]!;
+      await client.getDevice({ mqttInstanceId: INSTANCE, caSn: CA, deviceSn: device.deviceSn });
+      calls += 1;
+    }
+    rows.push(['plain sequential SDK loop', `one process, ${seconds} s`, `${fmt(calls / seconds, 0)} calls/s (${fmt(calls / seconds / RATE)} of the rate)`, 'for comparison']);
+    process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
+
+    await api.control('/_emulator/reset', {});
+    const limiterId = `bench-reservoir-${Date.now().toString(36)}`;
+    const env = { ...benchEnv('{bench-res}', api.endpoint), RATE: String(RATE), DURATION_MS: String(seconds * 1000), LIMITER_ID: limiterId, INSTANCE, CA_SN: CA, DEVICES: listed.devices.slice(0, 200).map((device) => device.deviceSn).join(',') };
+    const clients = [spawnTs('scripts/bench/reservoir-client.ts', [], env), spawnTs('scripts/bench/reservoir-client.ts', [], env)];
+    await Promise.all(clients.map((client) => client.exited));
+    const stats = await api.control<EmulatorStatsView>('/_emulator/stats');
+    const span = ((stats.lastAtMs ?? 0) - (stats.firstAtMs ?? 0)) / 1000;
+    rows.push(['Bottleneck reservoir, clustering', `2 processes, reservoir ${RATE}/1 s, ${seconds} s`, `${fmt(stats.total / Math.max(span, 0.001), 0)} calls/s; busiest second ${stats.maxCallsInAnySecond}`, 'why revoker uses spacing']);
+    process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
+    const redis = openRedis();
+    for (const key of await redis.keys(`b_${limiterId}*`)) await redis.del(key);
+    redis.disconnect();
+  } finally {
+    await stopProcess(api.spawned);
+  }
+}
+
+async function machine(): Promise<string> {
+  const redis = openRedis();
+  const info = await redis.info('server');
+  redis.disconnect();
+  const version = /redis_version:(\S+)/.exec(info)?.[1] ?? '?';
+  return `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), Node ${process.version}, Redis ${version}`;
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const host = await machine();
+  process.stdout.write(`revoker benchmark ${started.toISOString()} on ${host}${QUICK ? ' (quick)' : ''}\n`);
+  // BENCH_ONLY=throughput,quota,ingest,comparisons runs a subset (for tuning one thing).
+  const only = new Set((process.env.BENCH_ONLY ?? 'throughput,quota,ingest,comparisons').split(','));
+  const best = only.has('throughput') ? await throughput() : RATE;
+  if (only.has('quota')) await sharedQuota();
+  if (only.has('ingest')) await ingest();
+  if (only.has('comparisons')) await comparisons();
+  rows.push(['projection', '1,000,000 devices', `${fmt(1_000_000 / best / 60, 1)} min at the best measured steady rate (${fmt(best, 0)}/s); ideal at ${RATE}/s: ${fmt(1_000_000 / RATE / 60, 1)} min`, '']);
+  process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
+  const table = ['| scenario | size | measured | target |', '|---|---|---|---|', ...rows.map((row) => `| ${row.join(' | ')} |`)].join('\n');
+  const doc = `# Benchmarks\n\nMeasured ${started.toISOString().slice(0, 10)} on ${host}${QUICK ? ' (quick run: BENCH_QUICK=1)' : ''} with \`npm run bench\`.\nThe emulator runs as its own process (default latency: median 25 ms, p99 120 ms; per-key cap 500/s unless stated); revoker is configured at ${RATE}/s.\nRates are steady state (between 20 % and 80 % of the batch), as a fraction of the configured rate measured in the same run.\n\n${table}\n${notes.length > 0 ? `\n${notes.join('\n')}\n` : ''}`;
+  await mkdir('docs', { recursive: true });
+  await writeFile('docs/BENCHMARKS.md', doc);
+  process.stdout.write(`\n${table}\n\nwritten to docs/BENCHMARKS.md\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);
+

@@ -1,0 +1,83 @@
+/**
+ * Plumbing shared by the benchmark scenarios: processes, the emulator process, Redis probes,
+ * CPU time of other processes, and a sampler of progress for steady-state rates.
+ */
+import { readFile } from 'node:fs/promises';
+import { Redis } from 'ioredis';
+import { DEMO_ACCOUNT } from '../../src/emulator/index.js';
+import { spawnEmulator, spawnWorker, stopProcess, waitForWorkerStart, type EmulatorProcess, type Spawned } from '../../test/helpers/processes.js';
+import { removePrefix } from '../../test/helpers/redis.js';
+
+export { spawnEmulator, spawnWorker, stopProcess, waitForWorkerStart, removePrefix, type EmulatorProcess, type Spawned };
+
+/** The Redis the benchmark uses. */
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** Environment of a revoker process for one scenario. */
+export function benchEnv(prefix: string, endpoint: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    REDIS_URL,
+    REVOKER_PREFIX: prefix,
+    MQTT_API_ENDPOINT: endpoint,
+    MQTT_API_PROTOCOL: 'http',
+    ALIBABA_CLOUD_ACCESS_KEY_ID: DEMO_ACCOUNT.accessKeyId,
+    ALIBABA_CLOUD_ACCESS_KEY_SECRET: DEMO_ACCOUNT.accessKeySecret,
+    RATE_LIMIT_KEY: `bench-${prefix.replace(/[^A-Za-z0-9]/g, '')}`,
+    LOG_LEVEL: 'warn',
+    ...extra,
+  };
+}
+
+/** Emulator statistics, as served by `GET /_emulator/stats`. */
+export interface EmulatorStatsView {
+  total: number;
+  admitted: number;
+  throttled: number;
+  maxCallsInAnySecond: number;
+  firstAtMs: number | null;
+  lastAtMs: number | null;
+  byAction: Record<string, Record<string, number>>;
+}
+
+/** CPU milliseconds (user + system) a process has used, from /proc. */
+export async function cpuMsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces) start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux.
+}
+
+/** Redis' `used_memory` in bytes. */
+export async function redisUsedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info('memory');
+  return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0);
+}
+
+/** Samples a counter over time; the steady rate is the slope between two fractions of the total. */
+export class ProgressSampler {
+  private readonly samples: { atMs: number; value: number }[] = [];
+
+  /** Records one sample. */
+  add(value: number, atMs: number = performance.now()): void {
+    this.samples.push({ atMs, value });
+  }
+
+  /** Rate per second between the samples where the counter passed `from`·total and `to`·total. */
+  steadyRate(total: number, from = 0.2, to = 0.8): number {
+    const first = this.samples.find((sample) => sample.value >= total * from);
+    const last = [...this.samples].reverse().find((sample) => sample.value <= total * to);
+    if (first === undefined || last === undefined || last.atMs <= first.atMs) return Number.NaN;
+    return ((last.value - first.value) * 1000) / (last.atMs - first.atMs);
+  }
+}
+
+/** Sleeps. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Opens a plain Redis client. */
+export function openRedis(): Redis {
+  return new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+}
