@@ -31,6 +31,7 @@ import {
   spawnEmulator,
   spawnWorker,
   stopProcess,
+  useCompiledBuild,
   waitForWorkerStart,
   type EmulatorProcess,
   type EmulatorStatsView,
@@ -255,6 +256,7 @@ async function machine(): Promise<string> {
 }
 
 async function main(): Promise<void> {
+  useCompiledBuild();
   const started = new Date();
   const host = await machine();
   process.stdout.write(`revoker benchmark ${started.toISOString()} on ${host}${QUICK ? ' (quick)' : ''}\n`);

@@ -2,6 +2,7 @@
  * Plumbing shared by the benchmark scenarios: processes, the emulator process, Redis probes,
  * CPU time of other processes, and a sampler of progress for steady-state rates.
  */
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { Redis } from 'ioredis';
 import { DEMO_ACCOUNT } from '../../src/emulator/index.js';
@@ -9,6 +10,15 @@ import { spawnEmulator, spawnWorker, stopProcess, waitForWorkerStart, type Emula
 import { removePrefix } from '../../test/helpers/redis.js';
 
 export { spawnEmulator, spawnWorker, stopProcess, waitForWorkerStart, removePrefix, type EmulatorProcess, type Spawned };
+
+/**
+ * Compiles the project and makes the benchmark's child processes run the compiled JavaScript,
+ * as production does (tsx's loader would add its own memory and start-up time).
+ */
+export function useCompiledBuild(): void {
+  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  process.env.REVOKER_SPAWN_COMPILED = '1';
+}
 
 /** The Redis the benchmark uses. */
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';

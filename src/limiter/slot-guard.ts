@@ -27,7 +27,8 @@ export interface SlotGuardOptions {
 
 /** Defaults of `SlotGuardOptions`. */
 export const SLOT_GUARD_DEFAULTS = {
-  jitterAllowanceMs: 20,
+  // 20 ms let 483 calls into one second at 480/s with 2 workers on 2 cores (benchmark); 30 ms costs ~3 %.
+  jitterAllowanceMs: 30,
   lateToleranceMs: 10,
 } as const;
 
@@ -58,17 +59,27 @@ return math.floor((slot - now) * 1000)
 /** Gives up a reserved slot that the caller woke too late for. KEYS: window. ARGV: member. */
 const RELEASE = `return redis.call('ZREM', KEYS[1], ARGV[1])`;
 
+type GuardClient = Redis & {
+  revokerSlotReserve(next: string, window: string, rate: string, windowMs: string, member: string): Promise<number>;
+  revokerSlotRelease(window: string, member: string): Promise<number>;
+};
+
 /** Slot reservations shared by every process using the same key. */
 export class SlotGuard {
   private readonly options: SlotGuardOptions;
   private counter = 0;
   private readonly memberPrefix = `${process.pid}-${Math.random().toString(36).slice(2, 8)}-`;
 
-  constructor(
-    private readonly redis: Redis,
-    options: Partial<SlotGuardOptions> & Pick<SlotGuardOptions, 'key'>,
-  ) {
+  private readonly redis: GuardClient;
+
+  constructor(redis: Redis, options: Partial<SlotGuardOptions> & Pick<SlotGuardOptions, 'key'>) {
     this.options = { ...SLOT_GUARD_DEFAULTS, ...options };
+    // EVALSHA through ioredis' defined commands: the script text is not resent on every call.
+    this.redis = redis as GuardClient;
+    if (typeof this.redis.revokerSlotReserve !== 'function') {
+      redis.defineCommand('revokerSlotReserve', { numberOfKeys: 2, lua: RESERVE });
+      redis.defineCommand('revokerSlotRelease', { numberOfKeys: 1, lua: RELEASE });
+    }
   }
 
   /** Resolves at this caller's slot, at most `ratePerSecond` slots a second across all processes. */
@@ -77,13 +88,13 @@ export class SlotGuard {
     for (;;) {
       this.counter += 1;
       const member = `${this.memberPrefix}${this.counter}`;
-      const waitMicros = (await this.redis.eval(RESERVE, 2, `${this.options.key}:next`, `${this.options.key}:window`, String(ratePerSecond), windowMs, member)) as number;
+      const waitMicros = await this.redis.revokerSlotReserve(`${this.options.key}:next`, `${this.options.key}:window`, String(ratePerSecond), windowMs, member);
       const waitMs = waitMicros / 1000;
       const due = performance.now() + waitMs;
       if (waitMs >= 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
       if (performance.now() - due <= this.options.lateToleranceMs) return;
       // Woke too late: calling now could land together with the next process's slot.
-      await this.redis.eval(RELEASE, 1, `${this.options.key}:window`, member);
+      await this.redis.revokerSlotRelease(`${this.options.key}:window`, member);
     }
   }
 }

@@ -23,9 +23,14 @@ export function spawnWorker(env: Record<string, string>): Spawned {
   return spawnTs('workers/worker.ts', [], { ...env, LOG_LEVEL: 'info' });
 }
 
-/** Spawns a TypeScript entrypoint of this repository under tsx. */
+/**
+ * Spawns a TypeScript entrypoint of this repository under tsx, or its compiled JavaScript from
+ * dist/ when REVOKER_SPAWN_COMPILED=1 (what the benchmark sets after building).
+ */
 export function spawnTs(entry: string, args: string[], env: Record<string, string>): Spawned {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+  const compiled = process.env.REVOKER_SPAWN_COMPILED === '1';
+  const command = compiled ? [`dist/${entry.replace(/\.ts$/, '.js')}`, ...args] : ['--import', 'tsx', entry, ...args];
+  const child = spawn(process.execPath, command, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
