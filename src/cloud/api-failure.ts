@@ -64,7 +64,9 @@ export function describeApiFailure(error: unknown): ApiFailure {
     // The SDK parses error bodies as JSON without a guard: an HTML error page surfaces as this.
     return { kind: 'non_json', code: 'NonJsonResponse', httpStatus, message, requestId: null };
   }
-  if (name === 'RequestTimeoutError' || /ReadTimeout|RequestTimeout/.test(`${code ?? ''} ${rawMessage}`)) {
+  // Only without an HTTP status: an API error whose own Code or Message mentions a timeout is an
+  // API answer, and must keep its code, status and RequestId.
+  if (httpStatus === null && (name === 'RequestTimeoutError' || /ReadTimeout|RequestTimeout/.test(`${code ?? ''} ${rawMessage}`))) {
     if (/ConnectTimeout/.test(rawMessage)) {
       // httpx names every socket-inactivity timeout "ConnectTimeout", including one on a kept-alive
       // socket after the request was sent: it does not prove the call was never made.
