@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerEmulatorCommand } from '../emulator/emulator-command.js';
+import { registerServeCommand } from '../server/serve-command.js';
 import { runWorker } from '../runtime/run-worker.js';
 import { registerBatchCommands } from './batch-commands.js';
 import { CliError, EXIT } from './cli-context.js';
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
     .action(() => run(() => runWorker()));
   registerEnqueueCommands(program, run);
   registerBatchCommands(program, run);
+  registerServeCommand(program);
   registerEmulatorCommand(program);
   return program;
 }

@@ -50,6 +50,8 @@ export interface Config {
   adminToken: string | null;
   /** WEBHOOK_SECRETS: Standard Webhooks secrets (`whsec_…`), several during a rotation. */
   webhookSecrets: string[];
+  /** WORKER_METRICS_PORT: where a worker serves its Prometheus metrics; null = not served. */
+  workerMetricsPort: number | null;
   /** LOG_LEVEL: pino level. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -210,6 +212,7 @@ export function resolveConfig(env: Env = process.env): Config {
     retentionDays: integer(env, 'RESULT_RETENTION_DAYS', CONFIG_DEFAULTS.retentionDays, 1, 3_650),
     adminToken,
     webhookSecrets,
+    workerMetricsPort: text(env, 'WORKER_METRICS_PORT') === undefined ? null : integer(env, 'WORKER_METRICS_PORT', 0, 1, 65_535),
     logLevel: oneOf(env, 'LOG_LEVEL', CONFIG_DEFAULTS.logLevel, ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
   };
 }

@@ -4,6 +4,7 @@
  */
 import { ConfigError, resolveConfig } from '../config/config.js';
 import { createLogger } from '../logging/logger.js';
+import { startWorkerMetrics } from './worker-metrics-server.js';
 import { startWorkerRuntime } from './worker-runtime.js';
 
 /** Runs a worker until a termination signal; resolves with the process exit code. */
@@ -19,7 +20,10 @@ export async function runWorker(env: NodeJS.ProcessEnv = process.env): Promise<n
     throw error;
   }
   const log = createLogger(config.logLevel, 'revoker-worker');
-  const runtime = await startWorkerRuntime(config, log);
+  let currentRate = () => config.ratePerSecond;
+  const metrics = await startWorkerMetrics(config.workerMetricsPort, () => currentRate(), log);
+  const runtime = await startWorkerRuntime(config, log, { onCall: metrics.onCall });
+  currentRate = () => runtime.gate.ratePerSecond();
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping: finishing in-flight calls');
@@ -29,5 +33,6 @@ export async function runWorker(env: NodeJS.ProcessEnv = process.env): Promise<n
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await runtime.close();
+  await metrics.close();
   return 0;
 }

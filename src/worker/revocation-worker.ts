@@ -87,7 +87,7 @@ export interface RevocationWorkerDeps {
   rateKey: string;
   log: Logger;
   /** Observer of every call (metrics). */
-  onCall?: (event: { code: string; outcome: string; latencyMs: number }) => void;
+  onCall?: (event: { action: RevocationAction; code: string; outcome: string; latencyMs: number }) => void;
 }
 
 type StateView = { state: BatchState | null; reason: string | null };
@@ -198,13 +198,13 @@ export class RevocationWorker {
     try {
       const result = await this.deps.api.revoke(device, data.action);
       this.reportAdmitted();
-      this.deps.onCall?.({ code: 'OK', outcome: 'success', latencyMs: Date.now() - startedAt.getTime() });
+      this.deps.onCall?.({ action: data.action, code: 'OK', outcome: 'success', latencyMs: Date.now() - startedAt.getTime() });
       const attempt: AttemptRecord = { at: new Date().toISOString(), code: 'OK', httpStatus: 200, requestId: result.requestId, counted: true, uncertain: false, message: '' };
       return this.finish(job, data.action === 'delete' ? 'deleted' : 'inactivated', attempt, null, firstAttemptAt);
     } catch (error) {
       const failure = describeApiFailure(error);
       const verdict = classifyFailure(failure);
-      this.deps.onCall?.({ code: failure.code, outcome: verdict.action, latencyMs: Date.now() - startedAt.getTime() });
+      this.deps.onCall?.({ action: data.action, code: failure.code, outcome: verdict.action, latencyMs: Date.now() - startedAt.getTime() });
       if (verdict.action !== 'throttle') this.reportAdmitted();
       const counted = verdict.action !== 'throttle' && verdict.action !== 'fatal_for_batch' && verdict.action !== 'fatal_for_credentials';
       const attempt: AttemptRecord = {
