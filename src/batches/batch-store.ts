@@ -155,6 +155,9 @@ export class BatchStore {
     const result = await this.redis.eval(
       `if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
        local before = redis.call('HGET', KEYS[1], 'stateBeforePause') or 'running'
+       local reason = redis.call('HGET', KEYS[1], 'reason') or ''
+       -- Resuming after the not_found breaker means the operator checked: do not trip it again.
+       if string.sub(reason, 1, 17) == 'not_found breaker' then redis.call('HSET', KEYS[1], 'notFoundBreaker', 'off') end
        if redis.call('HGET', KEYS[1], 'enqueued') == '1' then before = 'running' end
        redis.call('HSET', KEYS[1], 'state', before)
        redis.call('HDEL', KEYS[1], 'reason', 'stateBeforePause')

@@ -50,6 +50,10 @@ export interface Config {
   adminToken: string | null;
   /** WEBHOOK_SECRETS: Standard Webhooks secrets (`whsec_…`), several during a rotation. */
   webhookSecrets: string[];
+  /** BREAKER_NOT_FOUND_MIN_OUTCOMES: outcomes before the not_found breaker may pause a batch (0 = off). */
+  breakerMinOutcomes: number;
+  /** BREAKER_NOT_FOUND_PERCENT: the breaker trips above this share of not_found outcomes. */
+  breakerNotFoundPercent: number;
   /** WORKER_METRICS_PORT: where a worker serves its Prometheus metrics; null = not served. */
   workerMetricsPort: number | null;
   /** LOG_LEVEL: pino level. */
@@ -212,6 +216,8 @@ export function resolveConfig(env: Env = process.env): Config {
     retentionDays: integer(env, 'RESULT_RETENTION_DAYS', CONFIG_DEFAULTS.retentionDays, 1, 3_650),
     adminToken,
     webhookSecrets,
+    breakerMinOutcomes: integer(env, 'BREAKER_NOT_FOUND_MIN_OUTCOMES', 100, 0, 10_000_000),
+    breakerNotFoundPercent: integer(env, 'BREAKER_NOT_FOUND_PERCENT', 50, 1, 100),
     workerMetricsPort: text(env, 'WORKER_METRICS_PORT') === undefined ? null : integer(env, 'WORKER_METRICS_PORT', 0, 1, 65_535),
     logLevel: oneOf(env, 'LOG_LEVEL', CONFIG_DEFAULTS.logLevel, ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
   };

@@ -33,4 +33,10 @@ export interface RevocationJobData {
   history: AttemptRecord[];
   /** ISO time of the first call, once made. */
   firstAttemptAt: string | null;
+  /**
+   * Runs of this job that ended without calling the API (parked while its batch was paused).
+   * With `history`, it tells a run that called and left no trace (a crash: result unknown) from
+   * one that never called. Absent on jobs enqueued before it existed.
+   */
+  runsWithoutCall?: number;
 }

@@ -13,7 +13,7 @@ import type { PendingRecord, ResultRecord } from './result-record.js';
 
 /**
  * Writes a terminal record once. KEYS: batch, results, followers. ARGV: prefix, field, record
- * JSON, outcome, now ISO, BullMQ job key (or ''). Returns 1 when written, 0 when the device already had a final record.
+ * JSON, outcome, now ISO, BullMQ job key (or ''), breaker minimum outcomes (0 = off), breaker percent. Returns 1 when written, 0 when the device already had a final record.
  * Also writes the same outcome into every follower batch (batches that asked for the same device
  * while this job was queued), then forgets the followers.
  */
@@ -22,6 +22,7 @@ if ARGV[6] ~= '' and redis.call('EXISTS', ARGV[6]) == 1 then
   -- Tells producers that this job's outcome is decided: a batch arriving now needs a job of its own.
   redis.call('HSET', ARGV[6], 'revokerDone', '1')
 end
+local minOutcomes, percent
 local function finish(batchKey, resultsKey, field, record, outcome, now)
   local current = redis.call('HGET', resultsKey, field)
   if current and string.sub(current, 1, 20) ~= '{"outcome":"pending"' then
@@ -37,9 +38,19 @@ local function finish(batchKey, resultsKey, field, record, outcome, now)
       redis.call('HSET', batchKey, 'state', 'completed')
     end
     redis.call('HSET', batchKey, 'finishedAt', now)
+  elseif outcome == 'not_found' and minOutcomes > 0 and done >= minOutcomes then
+    -- The not_found breaker: a wrong CaSn or instance makes most devices look unregistered.
+    local notFound = tonumber(redis.call('HGET', batchKey, 'not_found') or '0')
+    local state = redis.call('HGET', batchKey, 'state')
+    if notFound * 100 > done * percent and (state == 'running' or state == 'enqueuing') and redis.call('HGET', batchKey, 'notFoundBreaker') ~= 'off' then
+      redis.call('HSET', batchKey, 'state', 'paused', 'stateBeforePause', state, 'reason',
+        'not_found breaker: ' .. notFound .. ' of the first ' .. done .. ' devices were not registered; check the CaSn and instance, then resume (the breaker then stays off) or cancel')
+    end
   end
   return 1
 end
+minOutcomes = tonumber(ARGV[7])
+percent = tonumber(ARGV[8])
 local written = finish(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 local followers = redis.call('SMEMBERS', KEYS[3])
 for _, batchId in ipairs(followers) do
@@ -140,7 +151,7 @@ export type RegisterFlag =
 const REGISTER_FLAGS: Record<number, RegisterFlag> = { 0: 'duplicate', 1: 'queue', 2: 'following', 3: 'queue_after_removal' };
 
 type ScriptClient = Redis & {
-  revokerFinalize(b: string, r: string, f: string, prefix: string, field: string, record: string, outcome: string, now: string, jobKey: string): Promise<number>;
+  revokerFinalize(b: string, r: string, f: string, prefix: string, field: string, record: string, outcome: string, now: string, jobKey: string, minOutcomes: string, percent: string): Promise<number>;
   revokerRegister(b: string, r: string, ...args: string[]): Promise<number[]>;
   revokerMarkEnqueued(b: string, now: string): Promise<string>;
   revokerReopen(b: string, r: string, field: string, placeholder: string): Promise<string | null>;
@@ -164,6 +175,17 @@ export function pendingPlaceholder(record: Omit<PendingRecord, 'outcome'>): stri
   return JSON.stringify({ outcome: pending.outcome, batchId: pending.batchId, mqttInstanceId: pending.mqttInstanceId, caSn: pending.caSn, deviceSn: pending.deviceSn, action: pending.action });
 }
 
+/** The not_found breaker: pause a batch whose devices mostly turn out unregistered. */
+export interface NotFoundBreaker {
+  /** Outcomes a batch needs before the breaker may trip; 0 disables it. */
+  minOutcomes: number;
+  /** It trips when more than this percentage of the outcomes so far are `not_found`. */
+  notFoundPercent: number;
+}
+
+/** Defaults of `NotFoundBreaker` (issue: after at least 100 outcomes, more than half). */
+export const NOT_FOUND_BREAKER_DEFAULTS: NotFoundBreaker = { minOutcomes: 100, notFoundPercent: 50 };
+
 /** Reads and writes result records and their counters. */
 export class ResultStore {
   private readonly redis: ScriptClient;
@@ -171,6 +193,7 @@ export class ResultStore {
   constructor(
     redis: Redis,
     private readonly keys: Keys,
+    private readonly breaker: NotFoundBreaker = NOT_FOUND_BREAKER_DEFAULTS,
   ) {
     this.redis = withScripts(redis);
   }
@@ -199,6 +222,8 @@ export class ResultStore {
       record.outcome,
       record.finishedAt,
       this.keys.jobKeyPrefix() + field,
+      String(this.breaker.minOutcomes),
+      String(this.breaker.notFoundPercent),
     );
     return written === 1;
   }

@@ -37,7 +37,7 @@ export function openContext(config: Config, name: string): Context {
   const queue = createRevocationQueue(redis, config.prefix);
   const deadLetterQueue = createDeadLetterQueue(redis, config.prefix);
   const batches = new BatchStore(redis, keys, config.retentionDays);
-  const results = new ResultStore(redis, keys);
+  const results = new ResultStore(redis, keys, { minOutcomes: config.breakerMinOutcomes, notFoundPercent: config.breakerNotFoundPercent });
   const deadLetters = new DeadLetters(deadLetterQueue, queue, results);
   const control = new BatchControl(redis, keys, batches, queue);
   return {

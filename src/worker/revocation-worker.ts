@@ -269,8 +269,10 @@ export class RevocationWorker {
    */
   private priorResultUnknown(job: Job<RevocationJobData>): boolean {
     if (job.data.history.some((entry) => entry.uncertain)) return true;
-    // attemptsStarted counts this run too; every earlier run that made a call left an entry.
-    return job.attemptsStarted > job.data.history.length + 1 || job.stalledCounter > 0;
+    // attemptsStarted counts this run too; every earlier run either made a call and left a
+    // history entry, or made none and counted itself in runsWithoutCall. A run that did neither
+    // died (or lost its lock) somewhere around a call.
+    return job.attemptsStarted > job.data.history.length + (job.data.runsWithoutCall ?? 0) + 1 || job.stalledCounter > 0;
   }
 
   private async retryLater(job: Job<RevocationJobData>, token: string | undefined, attempt: AttemptRecord, firstAttemptAt: string, delayMs: number, end: JobEnd): Promise<never> {
@@ -283,6 +285,9 @@ export class RevocationWorker {
   private async park(job: Job<RevocationJobData>, token: string | undefined, attempt?: AttemptRecord, firstAttemptAt?: string): Promise<never> {
     if (attempt !== undefined) {
       await job.updateData({ ...job.data, history: [...job.data.history, attempt], firstAttemptAt: firstAttemptAt ?? job.data.firstAttemptAt });
+    } else {
+      // No call this run: say so, or the next run would take this one for a call with an unknown result.
+      await job.updateData({ ...job.data, runsWithoutCall: (job.data.runsWithoutCall ?? 0) + 1 });
     }
     await this.deps.batches.park(job.data.batchId, job.id ?? '');
     await job.moveToDelayed(Date.now() + this.options.parkDelayMs, token);

@@ -126,6 +126,24 @@ describe('batch control and account conditions', () => {
     expect((await until(ctx, batchB, 'batch B to finish', (b) => b.state === 'completed')).counts.deleted).toBe(200);
   });
 
+  it('the not_found breaker pauses a batch that looks like a wrong CA; resuming keeps it off', async () => {
+    const ctx = await start('breaker', { RATE_LIMIT_PER_SECOND: '300' });
+    const registered = seed(60, 'breaker-ok');
+    const wrongCa = generateDevices({ mqttInstanceId: 'mqtt-cn-control01', caSn: 'ca0000000control', count: 340, prefix: 'breaker-missing' });
+    const batchId = await enqueueDevices(ctx, [...registered, ...wrongCa]);
+    const paused = await until(ctx, batchId, 'the breaker to pause the batch', (b) => b.state === 'paused');
+    expect(paused.reason).toMatch(/^not_found breaker: \d+ of the first \d+ devices were not registered/);
+    await waitFor(async () => (await ctx.queue.getActiveCount()) === 0, 'in-flight calls to settle');
+    const settled = (await ctx.batches.get(batchId))!;
+    expect(settled.done).toBeGreaterThanOrEqual(100);
+    expect(settled.done).toBeLessThan(400);
+    expect(settled.counts.not_found * 2).toBeGreaterThan(settled.done);
+    // The operator checked the list and resumes: the breaker does not trip again.
+    expect((await ctx.control.resume(batchId)).ok).toBe(true);
+    const batch = await until(ctx, batchId, 'the resumed batch to finish', (b) => b.state === 'completed');
+    expect(batch.counts).toMatchObject({ deleted: 60, not_found: 340 });
+  });
+
   it('pause stops calls within a second while another batch goes on; resume and cancel', async () => {
     const ctx = await start('pause', { RATE_LIMIT_PER_SECOND: '200' });
     const pausedDevices = seed(1_000, 'pause-a');

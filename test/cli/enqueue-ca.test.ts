@@ -1,0 +1,66 @@
+/**
+ * `revoker enqueue-ca`: lists every device certificate under one CA and revokes exactly those,
+ * leaving another CA's devices alone; an unknown CA fails the preflight and enqueues nothing.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
+import { openContext, type Context } from '../../src/runtime/context.js';
+import { startWorkerRuntime, type WorkerRuntime } from '../../src/runtime/worker-runtime.js';
+import { quietLogger, testConfig, testEnv } from '../helpers/pipeline.js';
+import { spawnTs } from '../helpers/processes.js';
+import { removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
+
+const INSTANCE = 'mqtt-cn-enqueueca1';
+const CA_A = 'ca00000000000aaaa';
+const CA_B = 'ca00000000000bbbb';
+
+describe('revoker enqueue-ca', () => {
+  const prefix = uniquePrefix('enqca');
+  let emulator: EmulatorHandle;
+  let context: Context;
+  let runtime: WorkerRuntime;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    const underA = generateDevices({ mqttInstanceId: INSTANCE, caSn: CA_A, count: 2_500, prefix: 'a' });
+    const underB = generateDevices({ mqttInstanceId: INSTANCE, caSn: CA_B, count: 400, prefix: 'b' });
+    emulator = await startEmulator({ devices: [...underA, ...underB], latency: { medianMs: 1, p99Ms: 5 } });
+    env = testEnv(prefix, emulator, { RATE_LIMIT_PER_SECOND: '500' });
+    const config = testConfig(prefix, emulator, { RATE_LIMIT_PER_SECOND: '500' });
+    context = openContext(config, 'test-enqueue-ca');
+    runtime = await startWorkerRuntime(config, quietLogger());
+  });
+  afterAll(async () => {
+    await runtime?.close();
+    await context?.close();
+    await emulator?.stop();
+    await removePrefix(prefix);
+  });
+
+  it('revokes exactly the devices under the named CA', async () => {
+    const child = spawnTs('src/cli/main.ts', ['enqueue-ca', '--instance', INSTANCE, '--ca-sn', CA_A, '--json'], env);
+    expect(await child.exited).toBe(0);
+    const summary = JSON.parse(child.output().trim().split('\n').at(-1)!) as { batchId: string; accepted: number; listed: number };
+    expect(summary).toMatchObject({ accepted: 2_500, listed: 2_500 });
+    const batch = await waitFor(async () => {
+      const current = await context.batches.get(summary.batchId);
+      return current?.state === 'completed' ? current : null;
+    }, 'the CA batch to finish', 60_000, 100);
+    expect(batch).toMatchObject({ source: 'ca_listing', accepted: 2_500 });
+    expect(batch.counts.deleted).toBe(2_500);
+    expect(emulator.registry.count(INSTANCE, CA_A)).toBe(0);
+    expect(emulator.registry.count(INSTANCE, CA_B)).toBe(400);
+    // Listing went through the shared rate too: 25 pages of 100 plus the preflight.
+    const calls = emulator.calls();
+    expect(calls.filter((call) => call.action === 'ListDeviceCertificateByCaSn')).toHaveLength(26);
+    expect(calls.filter((call) => call.action === 'GetCaCertificate')).toHaveLength(1);
+  });
+
+  it('refuses an unknown CA at the preflight and enqueues nothing', async () => {
+    const before = (await context.batches.list(100)).length;
+    const child = spawnTs('src/cli/main.ts', ['enqueue-ca', '--instance', INSTANCE, '--ca-sn', 'ca0000000000zzzz'], env);
+    expect(await child.exited).not.toBe(0);
+    expect(child.output()).toMatch(/GetCaCertificate ca0000000000zzzz failed: FindCaBySnError/);
+    expect((await context.batches.list(100)).length).toBe(before);
+  });
+});
