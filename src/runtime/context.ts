@@ -36,6 +36,9 @@ export function openContext(config: Config, name: string): Context {
   const keys = new Keys(config.prefix);
   const queue = createRevocationQueue(redis, config.prefix);
   const deadLetterQueue = createDeadLetterQueue(redis, config.prefix);
+  // Queues re-emit their connection's errors; the connection already reports them.
+  queue.on('error', () => undefined);
+  deadLetterQueue.on('error', () => undefined);
   const batches = new BatchStore(redis, keys, config.retentionDays);
   const results = new ResultStore(redis, keys, { minOutcomes: config.breakerMinOutcomes, notFoundPercent: config.breakerNotFoundPercent });
   const deadLetters = new DeadLetters(deadLetterQueue, queue, results);
