@@ -24,7 +24,8 @@ describe('on throttling', () => {
     const next = nextRate(state(400), 100, NOW, OPTIONS, 400);
     expect(next.rate).toBeLessThan(300);
     expect(next.rate).toBeCloseTo(400 * 0.75 * 0.97, 9);
-    expect(next.ceiling).toBeCloseTo(300, 9);
+    // The ceiling remembers where throttling began, to climb back slowly near it.
+    expect(next.ceiling).toBe(400);
   });
 
   it('with a small throttled share still drops by at least 5%', () => {
@@ -32,8 +33,8 @@ describe('on throttling', () => {
     expect(next.rate).toBeCloseTo(380, 9);
   });
 
-  it('keeps the lower of the old and the new ceiling', () => {
-    expect(nextRate(state(350, 320, NOW - 1000), 3, NOW, OPTIONS).ceiling).toBe(320);
+  it('moves the ceiling to the rate of each new throttling, up or down (no ratchet)', () => {
+    expect(nextRate(state(350, 320, NOW - 1000), 3, NOW, OPTIONS).ceiling).toBe(350);
     expect(nextRate(state(310, 320, NOW - 1000), 3, NOW, OPTIONS).ceiling).toBe(310);
   });
 
