@@ -379,6 +379,20 @@ function readHeader(fields: string[], line: number, options: ResolvedCsvSourceOp
   return { index, names };
 }
 
+/**
+ * True when every known column of the row holds a header name for that same column, as when
+ * two exports are concatenated (`cat a.csv b.csv`): without this, `DeviceSn` itself would be sent
+ * as a serial number. Aliases count (`device_sn` under a `DeviceSn` header).
+ */
+function repeatsHeader(fields: string[], columns: ColumnMap): boolean {
+  const known = Object.entries(columns.index) as [ColumnKey, number][];
+  return known.every(([key, position]) => {
+    const cell = fields[position];
+    // Cheap guard: no header name is long, and this runs on every row.
+    return cell !== undefined && cell.length <= 64 && HEADER_ALIASES.get(canonicalHeaderName(cell)) === key;
+  });
+}
+
 function toItem(
   fields: string[],
   line: number,
@@ -397,6 +411,9 @@ function toItem(
     kind: 'rejected',
     row: deviceSn === '' || deviceSn.includes(REPLACEMENT_CHAR) ? { line, reason } : { line, reason, deviceSn: truncateForEcho(deviceSn) },
   });
+  if (repeatsHeader(fields, columns)) {
+    return reject('row repeats the header (were two files joined?); it names no device');
+  }
 
   for (let position = 0; position < fields.length; position += 1) {
     const field = fields[position] ?? '';

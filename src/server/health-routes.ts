@@ -4,7 +4,7 @@
  * GET /readyz  → 200 {"status":"ready"} when Redis answers a PING in time, else 503.
  */
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import { sendError } from './http-error.js';
 
 /** Resolves true when Redis answers PING within `timeoutMs`, false otherwise (never rejects). */

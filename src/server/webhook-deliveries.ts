@@ -4,7 +4,7 @@
  * answer, which repeats then get back for the retention time.
  */
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import type { Keys } from '../queue/keys.js';
 
 /** An answer given to a delivery, as stored and replayed. */

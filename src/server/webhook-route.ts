@@ -2,7 +2,7 @@
  * `POST /v1/revocations`: Standard Webhooks deliveries turned into a batch (DESIGN §3 Webhook).
  *
  * Order of checks: secrets configured (503), content type (415), size (413, before reading),
- * signature and timestamp (401), then the `webhook-id` ledger (a repeat gets the first answer, a
+ * a repeated webhook-* header (400), signature and timestamp (401), then the `webhook-id` ledger (a repeat gets the first answer, a
  * concurrent duplicate 409), then JSON (400) and the body's validation (400/413). Only a fully
  * validated body creates a batch, so a refused delivery enqueues nothing.
  */
@@ -40,6 +40,26 @@ export interface WebhookRouteDeps {
 
 function singleHeader(value: string | string[] | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined;
+}
+
+/** The signed headers of a delivery, lower-case. */
+const SIGNED_HEADERS = ['webhook-id', 'webhook-timestamp', 'webhook-signature'] as const;
+
+/**
+ * The first signed header the request carries more than once, from the raw header list. Node
+ * joins repeats with ", " before we see them: two `webhook-id` would become one id "a, b" and two
+ * `webhook-signature` one list. The specification sends each once, so a repeat is refused as such
+ * rather than reinterpreted.
+ */
+function repeatedSignedHeader(rawHeaders: readonly string[]): string | undefined {
+  const seen = new Set<string>();
+  for (let index = 0; index < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index]?.toLowerCase() ?? '';
+    if (!(SIGNED_HEADERS as readonly string[]).includes(name)) continue;
+    if (seen.has(name)) return name;
+    seen.add(name);
+  }
+  return undefined;
 }
 
 function toItems(parsed: ParsedRevocation): EnqueueItem[] {
@@ -100,6 +120,8 @@ export function webhookRoutes(deps: WebhookRouteDeps) {
     // Requests without a body or content type never reach a parser.
     if (typeof request.body !== 'string') return sendError(reply, 415, 'unsupported_media_type', 'the body must be application/json');
     const rawBody = request.body;
+    const repeated = repeatedSignedHeader(request.raw.rawHeaders);
+    if (repeated !== undefined) return sendError(reply, 400, 'duplicate_header', `the ${repeated} header must be given once`);
     const verification = verifier.verify(rawBody, {
       id: singleHeader(request.headers['webhook-id']),
       timestamp: singleHeader(request.headers['webhook-timestamp']),
