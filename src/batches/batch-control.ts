@@ -2,7 +2,7 @@
  * Operator actions on a batch (CLI and admin API share them): pause, resume, cancel.
  */
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { scanNodes, type RedisClient as Redis } from '../redis/redis-connection.js';
 import type { Keys } from '../queue/keys.js';
 import type { RevocationJobData } from '../queue/revocation-job.js';
 import type { BatchStore } from './batch-store.js';
@@ -58,12 +58,15 @@ export class BatchControl {
   }
 
   private async clearAccountPauses(): Promise<void> {
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', this.keys.accountPause('*'), 'COUNT', 100);
-      cursor = next;
-      if (keys.length > 0) await this.redis.del(...keys);
-    } while (cursor !== '0');
+    // Every master on a Redis Cluster (the keys share one hash tag, so one of them holds them all).
+    for (const node of scanNodes(this.redis)) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', this.keys.accountPause('*'), 'COUNT', 100);
+        cursor = next;
+        if (keys.length > 0) await this.redis.del(...keys);
+      } while (cursor !== '0');
+    }
   }
 
   /** Promotes the batch's parked (delayed) jobs so workers take them now. */

@@ -2,7 +2,7 @@
  * Batch records in Redis: creation, O(1) reads of state and counters, state changes, listing.
  */
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import type { RevocationAction } from '../cloud/certificate-api.js';
 import type { Keys } from '../queue/keys.js';
 import { OUTCOMES, type Outcome } from '../results/result-record.js';

@@ -9,6 +9,11 @@ import { createHash } from 'node:crypto';
 export interface Config {
   /** REDIS_URL: the Redis (or one seed node of a cluster). */
   redisUrl: string;
+  /**
+   * REDIS_CLUSTER (`true`/`false`, default false): REDIS_URL is a seed node of a Redis Cluster,
+   * from which the client discovers the others. Keys share the prefix's hash tag, so one slot.
+   */
+  redisCluster: boolean;
   /** REVOKER_PREFIX: prefix of every key; carries a Redis Cluster hash tag so all keys share a slot. */
   prefix: string;
   /** MQTT_REGION: region id used to build the default endpoint. */
@@ -148,6 +153,11 @@ export function resolveConfig(env: Env = process.env): Config {
   if (/\s|:/.test(prefix)) {
     throw new ConfigError('REVOKER_PREFIX', `REVOKER_PREFIX must not contain spaces or ':', got '${prefix}'`);
   }
+  const redisCluster = oneOf(env, 'REDIS_CLUSTER', 'false', ['true', 'false'] as const) === 'true';
+  if (redisCluster && !/^[^{]*\{[^}]+\}/.test(prefix)) {
+    // Without a hash tag BullMQ's and revoker's multi-key scripts would span slots (CROSSSLOT).
+    throw new ConfigError('REVOKER_PREFIX', `REVOKER_PREFIX must contain a hash tag such as {revoker} when REDIS_CLUSTER is true, got '${prefix}'`);
+  }
   const region = text(env, 'MQTT_REGION') ?? CONFIG_DEFAULTS.region;
   if (!/^[a-z]{2}(-[a-z0-9]+)+$/.test(region)) {
     throw new ConfigError('MQTT_REGION', `MQTT_REGION must look like cn-hangzhou, got '${region}'`);
@@ -199,6 +209,7 @@ export function resolveConfig(env: Env = process.env): Config {
 
   return {
     redisUrl,
+    redisCluster,
     prefix,
     region,
     apiEndpoint,

@@ -7,7 +7,7 @@
  * takes the tick lock) reads and resets the count, computes the next rate with `nextRate`, stores
  * it, and applies it to the shared Bottleneck settings, which every process reads.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import type { Logger } from 'pino';
 import type { Keys } from '../queue/keys.js';
 import type { RateGate } from './rate-gate.js';

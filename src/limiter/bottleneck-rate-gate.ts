@@ -9,7 +9,7 @@
  * and asking again: permits are taken before the call, so asking again never calls twice.
  */
 import Bottleneck from 'bottleneck';
-import type { Redis } from 'ioredis';
+import { duplicateRedis, type RedisClient as Redis } from '../redis/redis-connection.js';
 import type { Logger } from 'pino';
 import type { RateGate } from './rate-gate.js';
 import { SlotGuard } from './slot-guard.js';
@@ -115,7 +115,7 @@ export class BottleneckRateGate implements RateGate {
 
   private build(): [Bottleneck, Bottleneck.IORedisConnection] {
     // A connection of its own: Bottleneck subscribes on a duplicate and must not share BullMQ's.
-    const connection = new Bottleneck.IORedisConnection({ client: this.redis.duplicate() });
+    const connection = new Bottleneck.IORedisConnection({ client: duplicateRedis(this.redis) });
     normaliseScriptErrors(connection);
     connection.on('error', (error: unknown) => this.log.warn({ err: error }, 'rate limiter connection error'));
     const limiter = new Bottleneck({

@@ -9,7 +9,7 @@
  * up too late for its slot gives it back unused and reserves a new one, so lag turns into lost
  * time, never into a burst.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/redis-connection.js';
 
 /** Options of `SlotGuard`. */
 export interface SlotGuardOptions {

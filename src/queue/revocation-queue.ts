@@ -2,7 +2,7 @@
  * The BullMQ queues and the job options revoker uses.
  */
 import { Queue, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import { DEAD_LETTER_QUEUE, REVOCATION_QUEUE } from './keys.js';
 import type { RevocationJobData } from './revocation-job.js';
 import type { DeadLetterData } from '../dlq/dead-letter.js';

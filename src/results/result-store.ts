@@ -7,7 +7,7 @@
  * id to its record, holding a pending placeholder from the moment the device is accepted. The
  * placeholder is what makes duplicates cheap to spot and lets a report show what is unfinished.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import type { Keys } from '../queue/keys.js';
 import type { PendingRecord, ResultRecord } from './result-record.js';
 

@@ -3,7 +3,6 @@
  * and closes them in reverse order.
  */
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { BatchControl } from '../batches/batch-control.js';
 import { BatchStore } from '../batches/batch-store.js';
 import type { Config } from '../config/config.js';
@@ -12,13 +11,13 @@ import { DeadLetters } from '../dlq/dead-letters.js';
 import { Keys } from '../queue/keys.js';
 import type { RevocationJobData } from '../queue/revocation-job.js';
 import { createDeadLetterQueue, createRevocationQueue } from '../queue/revocation-queue.js';
-import { createRedis } from '../redis/redis-connection.js';
+import { createRedis, type RedisClient } from '../redis/redis-connection.js';
 import { ResultStore } from '../results/result-store.js';
 
 /** Everything a command talks to, over one Redis connection. */
 export interface Context {
   config: Config;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   queue: Queue<RevocationJobData>;
   deadLetterQueue: Queue<DeadLetterData>;
@@ -32,7 +31,7 @@ export interface Context {
 
 /** Opens a context. `name` labels the Redis connection. */
 export function openContext(config: Config, name: string): Context {
-  const redis = createRedis(config.redisUrl, { connectionName: name });
+  const redis = createRedis(config.redisUrl, { connectionName: name, cluster: config.redisCluster });
   const keys = new Keys(config.prefix);
   const queue = createRevocationQueue(redis, config.prefix);
   const deadLetterQueue = createDeadLetterQueue(redis, config.prefix);

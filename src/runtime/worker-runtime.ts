@@ -24,7 +24,7 @@ export interface WorkerRuntime {
 /** Starts a worker from configuration. */
 export async function startWorkerRuntime(config: Config, log: Logger, overrides: Partial<RevocationWorkerOptions> & { onCall?: RevocationWorkerDeps['onCall'] } = {}): Promise<WorkerRuntime> {
   const context = openContext(config, 'revoker-worker');
-  const connection = createRedis(config.redisUrl, { connectionName: 'revoker-worker-bullmq' });
+  const connection = createRedis(config.redisUrl, { connectionName: 'revoker-worker-bullmq', cluster: config.redisCluster });
   const api = new CertificateApi({ endpoint: config.apiEndpoint, protocol: config.apiProtocol, timeoutMs: config.apiTimeoutMs, credentials: config.credentials });
   // RATE_LIMIT_KEY, else the AccessKey id of whatever the credential chain resolves to.
   const rateKey = config.rateLimitKey ?? rateLimitKeyFor(await api.accessKeyId());

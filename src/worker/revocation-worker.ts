@@ -16,7 +16,7 @@
  *       fatal_for_credentials  → pause every open batch of the account, park the job
  */
 import { DelayedError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import type { Logger } from 'pino';
 import { describeApiFailure, type ApiFailure } from '../cloud/api-failure.js';
 import type { CallResult, DeviceRef, RevocationAction } from '../cloud/certificate-api.js';
