@@ -14,7 +14,16 @@ export interface NewBatch {
   source: BatchSource;
   action: RevocationAction;
   createdBy: string;
+  /** Where completion events of this batch go (a webhook's `callbackUrl`); else EVENTS_URL. */
+  callbackUrl?: string;
 }
+
+/** Appends a completion event to the outbox (see src/events), in the script that changes the state. */
+const EMIT = `local function emit(batchKey, outboxKey, state, now)
+  local seq = redis.call('HINCRBY', batchKey, 'eventSeq', 1)
+  redis.call('RPUSH', outboxKey, cjson.encode({batchId = redis.call('HGET', batchKey, 'id'), seq = seq, state = state, at = now}))
+end
+`;
 
 /** Unfinished states: a batch in one of these can still change. */
 const OPEN_STATES: readonly BatchState[] = ['enqueuing', 'running', 'paused'];
@@ -49,6 +58,7 @@ export function parseBatch(hash: Record<string, string>): Batch | null {
     duplicates: num(hash.duplicates),
     done: num(hash.done),
     counts,
+    eventsFailed: num(hash.eventsFailed),
   };
 }
 
@@ -80,6 +90,7 @@ export class BatchStore {
         rejected: '0',
         duplicates: '0',
         done: '0',
+        ...(batch.callbackUrl !== undefined ? { callbackUrl: batch.callbackUrl } : {}),
       })
       .zadd(this.keys.batchIndex(), now.getTime(), id)
       .exec();
@@ -137,15 +148,19 @@ export class BatchStore {
    */
   async pause(batchId: string, reason: string): Promise<boolean> {
     const result = await this.redis.eval(
-      `local s = redis.call('HGET', KEYS[1], 'state')
+      `${EMIT}
+       local s = redis.call('HGET', KEYS[1], 'state')
        if s == 'enqueuing' or s == 'running' or s == 'paused' then
          redis.call('HSET', KEYS[1], 'state', 'paused', 'reason', ARGV[1], 'stateBeforePause', s == 'paused' and (redis.call('HGET', KEYS[1], 'stateBeforePause') or 'running') or s)
+         if s ~= 'paused' then emit(KEYS[1], KEYS[2], 'paused', ARGV[2]) end
          return 1
        end
        return 0`,
-      1,
+      2,
       this.keys.batch(batchId),
+      this.keys.eventsOutbox(),
       reason,
+      new Date().toISOString(),
     );
     return result === 1;
   }
@@ -171,19 +186,22 @@ export class BatchStore {
   /** Marks a batch cancelled (workers then record its remaining devices as `cancelled`). */
   async cancel(batchId: string, reason: string): Promise<boolean> {
     const result = await this.redis.eval(
-      `local s = redis.call('HGET', KEYS[1], 'state')
+      `${EMIT}
+       local s = redis.call('HGET', KEYS[1], 'state')
        if s == 'enqueuing' or s == 'running' or s == 'paused' then
          redis.call('HSET', KEYS[1], 'state', 'cancelled', 'reason', ARGV[1])
          local done = tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
          local accepted = tonumber(redis.call('HGET', KEYS[1], 'accepted') or '0')
          if redis.call('HGET', KEYS[1], 'enqueued') == '1' and done >= accepted then
            redis.call('HSET', KEYS[1], 'finishedAt', ARGV[2])
+           emit(KEYS[1], KEYS[2], 'cancelled', ARGV[2])
          end
          return 1
        end
        return 0`,
-      1,
+      2,
       this.keys.batch(batchId),
+      this.keys.eventsOutbox(),
       reason,
       new Date().toISOString(),
     );

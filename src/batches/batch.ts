@@ -34,4 +34,6 @@ export interface Batch {
   /** Devices with a terminal outcome. */
   done: number;
   counts: Record<Outcome, number>;
+  /** Completion events given up on after every delivery attempt. */
+  eventsFailed: number;
 }

@@ -26,10 +26,11 @@ export function describeBatch(batch: Batch, ratePerSecond: number | null): strin
   const remaining = Math.max(0, batch.accepted - batch.done);
   const eta = ratePerSecond !== null && ratePerSecond > 0 && remaining > 0 && batch.state === 'running' ? `  eta ${Math.ceil(remaining / ratePerSecond)} s at ${Math.round(ratePerSecond)}/s` : '';
   const reason = batch.reason !== null ? `  reason: ${batch.reason}` : '';
+  const events = batch.eventsFailed > 0 ? `  completion events undelivered: ${batch.eventsFailed}` : '';
   return (
     `${batch.id} [${batch.state}${batch.enqueued ? '' : ', enqueuing'}] ${batch.name}: ` +
     `${batch.done}/${batch.accepted} done  deleted ${c.deleted}  inactivated ${c.inactivated}  not_found ${c.not_found}  failed ${c.failed}  cancelled ${c.cancelled}  ` +
-    `rejected ${batch.rejected}  duplicates ${batch.duplicates}${eta}${reason}`
+    `rejected ${batch.rejected}  duplicates ${batch.duplicates}${eta}${reason}${events}`
   );
 }
 

@@ -59,6 +59,12 @@ export interface Config {
   breakerMinOutcomes: number;
   /** BREAKER_NOT_FOUND_PERCENT: the breaker trips above this share of not_found outcomes. */
   breakerNotFoundPercent: number;
+  /** EVENTS_URL: where completion events go for batches without their own callback URL. */
+  eventsUrl: string | null;
+  /** EVENTS_SECRET: Standard Webhooks secret (`whsec_…`) that signs completion events. */
+  eventsSecret: string | null;
+  /** EVENTS_RETRY_BASE_MS: first retry delay of an undelivered event (doubles, 12 attempts). */
+  eventsRetryBaseMs: number;
   /** WORKER_METRICS_PORT: where a worker serves its Prometheus metrics; null = not served. */
   workerMetricsPort: number | null;
   /** LOG_LEVEL: pino level. */
@@ -202,6 +208,16 @@ export function resolveConfig(env: Env = process.env): Config {
     }
   });
 
+  const eventsUrl = text(env, 'EVENTS_URL') ?? null;
+  if (eventsUrl !== null && !/^https?:\/\/[^\s]+$/.test(eventsUrl)) {
+    throw new ConfigError('EVENTS_URL', `EVENTS_URL must be an http(s) URL, got '${eventsUrl.slice(0, 200)}'`);
+  }
+  const eventsSecret = text(env, 'EVENTS_SECRET') ?? null;
+  if (eventsSecret !== null && !/^whsec_[A-Za-z0-9+/=]+$/.test(eventsSecret)) {
+    // Never echo a secret, not even a wrong one.
+    throw new ConfigError('EVENTS_SECRET', "EVENTS_SECRET must be a 'whsec_' followed by base64");
+  }
+
   const adminToken = text(env, 'ADMIN_TOKEN') ?? null;
   if (adminToken !== null && adminToken.length < 16) {
     throw new ConfigError('ADMIN_TOKEN', 'ADMIN_TOKEN must be at least 16 characters');
@@ -229,6 +245,9 @@ export function resolveConfig(env: Env = process.env): Config {
     webhookSecrets,
     breakerMinOutcomes: integer(env, 'BREAKER_NOT_FOUND_MIN_OUTCOMES', 100, 0, 10_000_000),
     breakerNotFoundPercent: integer(env, 'BREAKER_NOT_FOUND_PERCENT', 50, 1, 100),
+    eventsUrl,
+    eventsSecret,
+    eventsRetryBaseMs: integer(env, 'EVENTS_RETRY_BASE_MS', 5_000, 10, 3_600_000),
     workerMetricsPort: text(env, 'WORKER_METRICS_PORT') === undefined ? null : integer(env, 'WORKER_METRICS_PORT', 0, 1, 65_535),
     logLevel: oneOf(env, 'LOG_LEVEL', CONFIG_DEFAULTS.logLevel, ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
   };

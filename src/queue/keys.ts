@@ -72,6 +72,14 @@ export class Keys {
   rateGuard(rateKey: string): string {
     return `${this.prefix}:rate:${rateKey}:guard`;
   }
+  /** List: completion events written with the state changes, waiting to be queued. */
+  eventsOutbox(): string {
+    return `${this.prefix}:events:outbox`;
+  }
+  /** List: outbox entries being moved to the events queue. */
+  eventsProcessing(): string {
+    return `${this.prefix}:events:processing`;
+  }
   /** Bottleneck limiter id (Bottleneck adds its own `b_` prefix and suffixes). */
   limiterId(rateKey: string): string {
     return `${this.prefix}:limiter:${rateKey}`;

@@ -22,7 +22,13 @@ if ARGV[6] ~= '' and redis.call('EXISTS', ARGV[6]) == 1 then
   -- Tells producers that this job's outcome is decided: a batch arriving now needs a job of its own.
   redis.call('HSET', ARGV[6], 'revokerDone', '1')
 end
+-- Appends a completion event to the outbox, in the same script as the state change it reports.
+local function emit(batchKey, outboxKey, state, now)
+  local seq = redis.call('HINCRBY', batchKey, 'eventSeq', 1)
+  redis.call('RPUSH', outboxKey, cjson.encode({batchId = redis.call('HGET', batchKey, 'id'), seq = seq, state = state, at = now}))
+end
 local minOutcomes, percent
+local outbox = ARGV[1] .. ':events:outbox'
 local function finish(batchKey, resultsKey, field, record, outcome, now)
   local current = redis.call('HGET', resultsKey, field)
   if current and string.sub(current, 1, 20) ~= '{"outcome":"pending"' then
@@ -38,6 +44,7 @@ local function finish(batchKey, resultsKey, field, record, outcome, now)
       redis.call('HSET', batchKey, 'state', 'completed')
     end
     redis.call('HSET', batchKey, 'finishedAt', now)
+    emit(batchKey, outbox, state == 'cancelled' and 'cancelled' or 'completed', now)
   elseif outcome == 'not_found' and minOutcomes > 0 and done >= minOutcomes then
     -- The not_found breaker: a wrong CaSn or instance makes most devices look unregistered.
     local notFound = tonumber(redis.call('HGET', batchKey, 'not_found') or '0')
@@ -45,6 +52,7 @@ local function finish(batchKey, resultsKey, field, record, outcome, now)
     if notFound * 100 > done * percent and (state == 'running' or state == 'enqueuing') and redis.call('HGET', batchKey, 'notFoundBreaker') ~= 'off' then
       redis.call('HSET', batchKey, 'state', 'paused', 'stateBeforePause', state, 'reason',
         'not_found breaker: ' .. notFound .. ' of the first ' .. done .. ' devices were not registered; check the CaSn and instance, then resume (the breaker then stays off) or cancel')
+      emit(batchKey, outbox, 'paused', now)
     end
   end
   return 1
@@ -101,9 +109,14 @@ return flags
 
 /**
  * Marks a batch fully enqueued; completes it if every device already finished.
- * KEYS: batch. ARGV: now ISO.
+ * KEYS: batch, events outbox. ARGV: now ISO.
  */
 const MARK_ENQUEUED = `
+-- Appends a completion event to the outbox, in the same script as the state change it reports.
+local function emit(batchKey, outboxKey, state, now)
+  local seq = redis.call('HINCRBY', batchKey, 'eventSeq', 1)
+  redis.call('RPUSH', outboxKey, cjson.encode({batchId = redis.call('HGET', batchKey, 'id'), seq = seq, state = state, at = now}))
+end
 redis.call('HSET', KEYS[1], 'enqueued', '1')
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'enqueuing' then
@@ -115,6 +128,7 @@ local accepted = tonumber(redis.call('HGET', KEYS[1], 'accepted') or '0')
 if done >= accepted then
   if state ~= 'cancelled' then redis.call('HSET', KEYS[1], 'state', 'completed') end
   redis.call('HSET', KEYS[1], 'finishedAt', ARGV[1])
+  emit(KEYS[1], KEYS[2], state == 'cancelled' and 'cancelled' or 'completed', ARGV[1])
 end
 return redis.call('HGET', KEYS[1], 'state')
 `;
@@ -153,7 +167,7 @@ const REGISTER_FLAGS: Record<number, RegisterFlag> = { 0: 'duplicate', 1: 'queue
 type ScriptClient = Redis & {
   revokerFinalize(b: string, r: string, f: string, prefix: string, field: string, record: string, outcome: string, now: string, jobKey: string, minOutcomes: string, percent: string): Promise<number>;
   revokerRegister(b: string, r: string, ...args: string[]): Promise<number[]>;
-  revokerMarkEnqueued(b: string, now: string): Promise<string>;
+  revokerMarkEnqueued(b: string, outbox: string, now: string): Promise<string>;
   revokerReopen(b: string, r: string, field: string, placeholder: string): Promise<string | null>;
 };
 
@@ -163,7 +177,7 @@ function withScripts(redis: Redis): ScriptClient {
   if (typeof client.revokerFinalize !== 'function') {
     redis.defineCommand('revokerFinalize', { numberOfKeys: 3, lua: FINALIZE });
     redis.defineCommand('revokerRegister', { numberOfKeys: 2, lua: REGISTER });
-    redis.defineCommand('revokerMarkEnqueued', { numberOfKeys: 1, lua: MARK_ENQUEUED });
+    redis.defineCommand('revokerMarkEnqueued', { numberOfKeys: 2, lua: MARK_ENQUEUED });
     redis.defineCommand('revokerReopen', { numberOfKeys: 2, lua: REOPEN });
   }
   return client;
@@ -230,7 +244,7 @@ export class ResultStore {
 
   /** Marks the batch fully enqueued and returns its state afterwards. */
   markEnqueued(batchId: string, now: Date = new Date()): Promise<string> {
-    return this.redis.revokerMarkEnqueued(this.keys.batch(batchId), now.toISOString());
+    return this.redis.revokerMarkEnqueued(this.keys.batch(batchId), this.keys.eventsOutbox(), now.toISOString());
   }
 
   /** Turns a final record back into pending (before a redrive); returns the undone outcome or null. */

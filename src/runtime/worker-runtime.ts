@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import { CertificateApi } from '../cloud/certificate-api.js';
 import { rateLimitKeyFor, type Config } from '../config/config.js';
+import { EventDelivery } from '../events/event-delivery.js';
 import { AdaptiveRate } from '../limiter/adaptive-rate.js';
 import { BottleneckRateGate } from '../limiter/bottleneck-rate-gate.js';
 import { createRedis } from '../redis/redis-connection.js';
@@ -42,6 +43,9 @@ export async function startWorkerRuntime(config: Config, log: Logger, overrides:
   );
   worker.start();
   await worker.waitUntilReady();
+  // Completion events ride on every worker process: whichever moves an outbox entry first queues it.
+  const events = new EventDelivery(context.redis, connection, context.keys, context.batches, { defaultUrl: config.eventsUrl, secret: config.eventsSecret, retryBaseMs: config.eventsRetryBaseMs }, log);
+  events.start();
   return {
     worker,
     context,
@@ -49,6 +53,7 @@ export async function startWorkerRuntime(config: Config, log: Logger, overrides:
     rateKey,
     async close() {
       await worker.close();
+      await events.close();
       adaptive.stop();
       await gate.close();
       await connection.quit().catch(() => connection.disconnect());

@@ -96,6 +96,7 @@ export function webhookRoutes(deps: WebhookRouteDeps) {
       source: 'webhook',
       action: value.action,
       createdBy: `webhook:${webhookId}`,
+      ...(value.callbackUrl !== undefined ? { callbackUrl: value.callbackUrl } : {}),
     });
     const summary = await enqueuer.enqueue(batchId, value.action, toItems(value));
     const body: WebhookAccepted = {
