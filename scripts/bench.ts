@@ -195,7 +195,7 @@ async function ingest(): Promise<void> {
     let finished = false;
     void running.finally(() => (finished = true));
     while (!finished) {
-      peakWaiting = Math.max(peakWaiting, await context.queue.getWaitingCount());
+      peakWaiting = Math.max(peakWaiting, await context.queue.getJobCountByTypes('wait', 'prioritized'));
       peakMemory = Math.max(peakMemory, await redisUsedMemory(redis));
       await sleep(50);
     }

@@ -5,6 +5,9 @@ import type { Queue } from 'bullmq';
 import { scanNodes, type RedisClient as Redis } from '../redis/redis-connection.js';
 import type { Keys } from '../queue/keys.js';
 import type { RevocationJobData } from '../queue/revocation-job.js';
+import { revocationJobId } from '../queue/job-id.js';
+import { jobPriority, type BatchPriority } from '../queue/priority.js';
+import type { ResultStore } from '../results/result-store.js';
 import type { BatchStore } from './batch-store.js';
 
 /** Outcome of an operator action. */
@@ -23,7 +26,30 @@ export class BatchControl {
     private readonly keys: Keys,
     private readonly batches: BatchStore,
     private readonly queue: Queue<RevocationJobData>,
+    private readonly results: ResultStore,
   ) {}
+
+  /**
+   * Changes a batch's priority and moves its waiting jobs to the new class, at the position now
+   * being served there (so an upgraded batch goes next, a downgraded one after what is waiting).
+   */
+  async setPriority(batchId: string, priority: BatchPriority): Promise<ControlResult & { moved: number }> {
+    const batch = await this.batches.get(batchId);
+    if (batch === null) return { ok: false, message: `batch ${batchId} not found`, woken: 0, moved: 0 };
+    await this.batches.setPriority(batchId, priority);
+    let position = await this.batches.servingPosition(priority);
+    let moved = 0;
+    for await (const record of this.results.scan(batchId)) {
+      if (record.outcome !== 'pending') continue;
+      const job = await this.queue.getJob(revocationJobId(record, record.action));
+      if (job?.data.batchId !== batchId) continue;
+      const state = await job.getState();
+      if (state !== 'prioritized' && state !== 'delayed' && state !== 'waiting') continue;
+      await job.changePriority({ priority: jobPriority(priority, position++) }).catch(() => undefined);
+      moved += 1;
+    }
+    return { ok: true, message: `priority ${priority}`, woken: 0, moved };
+  }
 
   /** Pauses a batch: workers stop calling for it within a fraction of a second. */
   async pause(batchId: string, reason = 'paused by an operator'): Promise<ControlResult> {

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import type { RevocationAction } from '../cloud/certificate-api.js';
 import type { Keys } from '../queue/keys.js';
+import { CLASS_BASE, CLASS_SPAN, parsePriority, positionOf, type BatchPriority } from '../queue/priority.js';
 import { OUTCOMES, type Outcome } from '../results/result-record.js';
 import type { Batch, BatchSource, BatchState } from './batch.js';
 
@@ -14,6 +15,8 @@ export interface NewBatch {
   source: BatchSource;
   action: RevocationAction;
   createdBy: string;
+  /** Default `normal`. */
+  priority?: BatchPriority;
   /** Where completion events of this batch go (a webhook's `callbackUrl`); else EVENTS_URL. */
   callbackUrl?: string;
 }
@@ -47,6 +50,7 @@ export function parseBatch(hash: Record<string, string>): Batch | null {
     name: hash.name ?? '',
     source: (hash.source ?? 'csv') as BatchSource,
     action: (hash.action ?? 'delete') as RevocationAction,
+    priority: parsePriority(hash.priority) ?? 'normal',
     createdBy: hash.createdBy ?? '',
     createdAt: hash.createdAt ?? '',
     finishedAt: hash.finishedAt ?? null,
@@ -82,6 +86,7 @@ export class BatchStore {
         name: batch.name,
         source: batch.source,
         action: batch.action,
+        priority: batch.priority ?? 'normal',
         createdBy: batch.createdBy,
         createdAt: now.toISOString(),
         state: 'enqueuing',
@@ -225,6 +230,23 @@ export class BatchStore {
       for (const raw of page) yield JSON.parse(raw) as { line: number; reason: string; deviceSn?: string };
       if (page.length < pageSize) return;
     }
+  }
+
+  /**
+   * The round-robin position now being served in a priority class: that of its lowest waiting
+   * job (0 when none waits). A new batch starts there, sharing with the batches already draining.
+   */
+  async servingPosition(priority: BatchPriority): Promise<number> {
+    const low = CLASS_BASE[priority] * 2 ** 32;
+    const high = (CLASS_BASE[priority] + CLASS_SPAN) * 2 ** 32;
+    const lowest = await this.redis.zrangebyscore(this.keys.prioritized(), low, `(${high}`, 'WITHSCORES', 'LIMIT', 0, 1);
+    const score = lowest[1];
+    return score === undefined ? 0 : positionOf(Math.floor(Number(score) / 2 ** 32));
+  }
+
+  /** Records a batch's new priority (its waiting jobs are re-prioritized by `BatchControl`). */
+  async setPriority(batchId: string, priority: BatchPriority): Promise<void> {
+    await this.redis.hset(this.keys.batch(batchId), 'priority', priority);
   }
 
   /** Parks a job of a paused batch so that resume can wake it. */

@@ -2,6 +2,7 @@
  * A batch: one enqueue (a CSV file, a webhook delivery, a CA listing) and its devices.
  */
 import type { RevocationAction } from '../cloud/certificate-api.js';
+import type { BatchPriority } from '../queue/priority.js';
 import type { Outcome } from '../results/result-record.js';
 
 /** Where a batch came from. */
@@ -19,6 +20,8 @@ export interface Batch {
   name: string;
   source: BatchSource;
   action: RevocationAction;
+  /** Urgent work is taken before normal before bulk. */
+  priority: BatchPriority;
   /** Who or what created it: a user name, a webhook id, a host. */
   createdBy: string;
   createdAt: string;

@@ -5,6 +5,7 @@ import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Command } from 'commander';
 import type { Batch } from '../batches/batch.js';
+import { parsePriority } from '../queue/priority.js';
 import { reportLines, type ReportFormat } from '../results/report-writer.js';
 import type { Context } from '../runtime/context.js';
 import { CliError, EXIT, withContext } from './cli-context.js';
@@ -28,7 +29,7 @@ export function describeBatch(batch: Batch, ratePerSecond: number | null): strin
   const reason = batch.reason !== null ? `  reason: ${batch.reason}` : '';
   const events = batch.eventsFailed > 0 ? `  completion events undelivered: ${batch.eventsFailed}` : '';
   return (
-    `${batch.id} [${batch.state}${batch.enqueued ? '' : ', enqueuing'}] ${batch.name}: ` +
+    `${batch.id} [${batch.state}${batch.enqueued ? '' : ', enqueuing'}${batch.priority === 'normal' ? '' : `, ${batch.priority}`}] ${batch.name}: ` +
     `${batch.done}/${batch.accepted} done  deleted ${c.deleted}  inactivated ${c.inactivated}  not_found ${c.not_found}  failed ${c.failed}  cancelled ${c.cancelled}  ` +
     `rejected ${batch.rejected}  duplicates ${batch.duplicates}${eta}${reason}${events}`
   );
@@ -161,6 +162,24 @@ export function registerBatchCommands(program: Command, run: (body: () => Promis
         ),
       );
   }
+
+  batch
+    .command('priority')
+    .description('change a batch\'s priority (urgent, normal, bulk); its waiting jobs move with it')
+    .argument('<batch>', 'batch id')
+    .argument('<priority>', 'urgent, normal or bulk')
+    .action((batchId: string, value: string) =>
+      run(() =>
+        withContext('revoker-batch', async (context) => {
+          const priority = parsePriority(value);
+          if (priority === null) throw new CliError(`priority must be urgent, normal or bulk, got '${value}'`);
+          await getBatch(context, batchId);
+          const result = await context.control.setPriority(batchId, priority);
+          process.stdout.write(`batch ${batchId} is now ${priority} (${result.moved} waiting jobs moved)\n`);
+          return EXIT.ok;
+        }),
+      ),
+    );
 
   const dlq = program.command('dlq').description('dead letters: devices that could not be revoked');
   dlq

@@ -17,10 +17,12 @@ import { CsvInputError } from '../producer/csv-input-error.js';
 import { readDeviceCsv, type CsvItem } from '../producer/csv-source.js';
 import { validateCaSn, validateInstanceId } from '../producer/device-validation.js';
 import { Enqueuer, type EnqueueItem, type EnqueueProgress } from '../producer/enqueuer.js';
+import { parsePriority, type BatchPriority } from '../queue/priority.js';
 import { CliError, EXIT, loadConfig, withContext } from './cli-context.js';
 import { ProgressLine } from './progress-line.js';
 
 interface EnqueueFlags {
+  priority: string;
   instance?: string;
   caSn?: string;
   action: string;
@@ -32,6 +34,12 @@ interface EnqueueFlags {
 function parseAction(value: string): RevocationAction {
   if (value !== 'delete' && value !== 'inactivate') throw new CliError(`--action must be delete or inactivate, got '${value}'`);
   return value;
+}
+
+function priorityFlag(value: string): BatchPriority {
+  const priority = parsePriority(value);
+  if (priority === null) throw new CliError(`--priority must be urgent, normal or bulk, got '${value}'`);
+  return priority;
 }
 
 function who(): string {
@@ -61,6 +69,7 @@ function checkDefaults(flags: EnqueueFlags): void {
 
 async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
   const action = parseAction(flags.action);
+  const priority = priorityFlag(flags.priority);
   checkDefaults(flags);
   try {
     if (!(await stat(file)).isFile()) throw new CliError(`${file} is not a file`);
@@ -109,7 +118,7 @@ async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
 
   const config = loadConfig();
   return withContext('revoker-enqueue', async (context) => {
-    const batchId = await context.batches.create({ name: flags.name ?? file, source: 'csv', action, createdBy: who() });
+    const batchId = await context.batches.create({ name: flags.name ?? file, source: 'csv', action, priority, createdBy: who() });
     progressLine.update(`batch ${batchId}: starting`, true);
     const enqueuer = new Enqueuer(context.queue, context.batches, context.results, { highWaterJobs: config.highWaterJobs });
     const summary = await enqueuer.enqueue(batchId, action, all(), (progress) => progressLine.update(`batch ${batchId}: ${describeProgress(progress, startedAtMs)}`));
@@ -125,6 +134,7 @@ async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
 }
 
 interface EnqueueCaFlags {
+  priority: string;
   instance: string;
   caSn: string;
   action: string;
@@ -141,7 +151,8 @@ interface EnqueueCaFlags {
  */
 async function enqueueCa(flags: EnqueueCaFlags): Promise<number> {
   const action = parseAction(flags.action);
-  checkDefaults({ instance: flags.instance, caSn: flags.caSn, action: flags.action });
+  const priority = priorityFlag(flags.priority);
+  checkDefaults({ instance: flags.instance, caSn: flags.caSn, action: flags.action, priority: flags.priority });
   const pageSize = Number(flags.pageSize);
   if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 100) throw new CliError(`--page-size must be an integer from 1 to 100, got '${flags.pageSize}'`);
   const config = loadConfig();
@@ -184,7 +195,7 @@ async function enqueueCa(flags: EnqueueCaFlags): Promise<number> {
       await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
       progressLine.update(`listed ${listed} devices; enqueueing`, true);
 
-      const batchId = await context.batches.create({ name: flags.name ?? `everything under CA ${flags.caSn}`, source: 'ca_listing', action, createdBy: who() });
+      const batchId = await context.batches.create({ name: flags.name ?? `everything under CA ${flags.caSn}`, source: 'ca_listing', action, priority, createdBy: who() });
       async function* items(): AsyncGenerator<EnqueueItem> {
         let line = 0;
         for await (const text of createInterface({ input: createReadStream(listFile), crlfDelay: Infinity })) {
@@ -216,6 +227,7 @@ export function registerEnqueueCommands(program: Command, run: (body: () => Prom
     .option('--instance <id>', 'MqttInstanceId for rows without one')
     .option('--ca-sn <sn>', 'CaSn for rows without one')
     .option('--action <action>', 'delete or inactivate', 'delete')
+    .option('--priority <priority>', 'urgent, normal or bulk: urgent work is done first', 'normal')
     .option('--name <name>', 'a name for the batch (default: the file name)')
     .option('--dry-run', 'validate and count, enqueue nothing')
     .option('--json', 'print {"batchId","accepted","rejected","duplicates"}')
@@ -227,6 +239,7 @@ export function registerEnqueueCommands(program: Command, run: (body: () => Prom
     .requiredOption('--instance <id>', 'MqttInstanceId')
     .requiredOption('--ca-sn <sn>', 'the CA whose device certificates to revoke')
     .option('--action <action>', 'delete or inactivate', 'delete')
+    .option('--priority <priority>', 'urgent, normal or bulk: urgent work is done first', 'normal')
     .option('--name <name>', 'a name for the batch')
     .option('--no-preflight', 'skip the GetCaCertificate check before listing')
     .option('--page-size <n>', 'devices per listing page (1-100)', '100')

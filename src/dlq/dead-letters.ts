@@ -3,7 +3,9 @@
  * purge.
  */
 import type { Job, Queue } from 'bullmq';
+import type { BatchStore } from '../batches/batch-store.js';
 import { deadLetterJobId } from '../queue/job-id.js';
+import { jobPriority } from '../queue/priority.js';
 import type { RevocationJobData } from '../queue/revocation-job.js';
 import { pendingPlaceholder, type ResultStore } from '../results/result-store.js';
 import type { DeadLetterData } from './dead-letter.js';
@@ -26,6 +28,7 @@ export class DeadLetters {
     private readonly deadLetterQueue: Queue<DeadLetterData>,
     private readonly revocationQueue: Queue<RevocationJobData>,
     private readonly results: ResultStore,
+    private readonly batches: BatchStore,
   ) {}
 
   /** Dead-letters one device. Idempotent: one entry per device per batch. */
@@ -91,7 +94,9 @@ export class DeadLetters {
         history: [],
         firstAttemptAt: null,
       };
-      await this.revocationQueue.add('revoke', fresh, { jobId: data.jobId });
+      // Redriven devices go to the front of their batch's class: they have waited long enough.
+      const priority = (await this.batches.get(data.batchId))?.priority ?? 'normal';
+      await this.revocationQueue.add('revoke', fresh, { jobId: data.jobId, priority: jobPriority(priority, await this.batches.servingPosition(priority)) });
       await job.remove();
       redriven += 1;
     }

@@ -8,6 +8,7 @@ import type { Queue } from 'bullmq';
 import type { RevocationAction } from '../cloud/certificate-api.js';
 import type { BatchStore } from '../batches/batch-store.js';
 import { revocationJobId } from '../queue/job-id.js';
+import { jobPriority, type BatchPriority } from '../queue/priority.js';
 import type { RevocationJobData } from '../queue/revocation-job.js';
 import { pendingPlaceholder, type ResultStore } from '../results/result-store.js';
 
@@ -86,6 +87,9 @@ export class Enqueuer {
     let rejections: EnqueueRejection[] = [];
     let stoppedEarly = false;
     let first = true;
+    const priority = (await this.batches.get(batchId))?.priority ?? 'normal';
+    // Round-robin position of the next device: a batch joins its class where it is being served.
+    let position = await this.batches.servingPosition(priority);
 
     const flush = async (): Promise<boolean> => {
       if (rejections.length > 0) {
@@ -95,7 +99,7 @@ export class Enqueuer {
       }
       if (devices.length > 0) {
         if (!(await this.waitForRoom(batchId))) return false;
-        await this.addChunk(batchId, action, devices, progress);
+        position = await this.addChunk(batchId, action, devices, progress, priority, position);
         devices = [];
       }
       if (first) {
@@ -124,19 +128,26 @@ export class Enqueuer {
     return { batchId, ...progress, stoppedEarly };
   }
 
+  /** Jobs waiting to be taken: BullMQ keeps prioritized jobs apart from the wait list. */
+  private async waitingJobs(): Promise<number> {
+    const counts = await this.queue.getJobCounts('wait', 'prioritized');
+    return (counts.wait ?? 0) + (counts.prioritized ?? 0);
+  }
+
   /** Waits while the queue is above the high-water mark; false if the batch was cancelled meanwhile. */
   private async waitForRoom(batchId: string): Promise<boolean> {
     if (this.options.highWaterJobs <= 0) return true;
     for (;;) {
       const { state } = await this.batches.state(batchId);
       if (state === 'cancelled') return false;
-      const waiting = await this.queue.getWaitingCount();
+      const waiting = await this.waitingJobs();
       if (waiting < this.options.highWaterJobs) return true;
       await new Promise((resolve) => setTimeout(resolve, this.options.flowCheckMs));
     }
   }
 
-  private async addChunk(batchId: string, action: RevocationAction, devices: EnqueueDevice[], progress: EnqueueProgress): Promise<void> {
+  private async addChunk(batchId: string, action: RevocationAction, devices: EnqueueDevice[], progress: EnqueueProgress, priority: BatchPriority, startPosition: number): Promise<number> {
+    let position = startPosition;
     const entries = devices.map((device) => ({
       device,
       field: revocationJobId(device, action),
@@ -156,7 +167,7 @@ export class Enqueuer {
     const job = (entry: (typeof entries)[number]) => ({
       name: 'revoke',
       data: { batchId, mqttInstanceId: entry.device.mqttInstanceId, caSn: entry.device.caSn, deviceSn: entry.device.deviceSn, action, history: [], firstAttemptAt: null } satisfies RevocationJobData,
-      opts: { jobId: entry.field },
+      opts: { jobId: entry.field, priority: jobPriority(priority, position++) },
     });
     if (toQueue.length > 0) await this.queue.addBulk(toQueue.map(job));
     for (const entry of afterRemoval) {
@@ -165,7 +176,9 @@ export class Enqueuer {
       for (let tries = 0; tries < 100 && (await this.queue.getJob(entry.field)) !== undefined; tries += 1) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      await this.queue.add('revoke', job(entry).data, job(entry).opts);
+      const next = job(entry);
+      await this.queue.add('revoke', next.data, next.opts);
     }
+    return position;
   }
 }

@@ -1,5 +1,6 @@
 // Validation of the JSON body of `POST /v1/revocations` (DESIGN §3 Webhook). Pure: the server
 // verifies the signature and parses JSON, then hands the value here.
+import { parsePriority, type BatchPriority } from '../queue/priority.js';
 import type { DeviceRequest, RejectedRow, RevocationAction } from './device-request.js';
 import { REVOCATION_ACTIONS } from './device-request.js';
 import {
@@ -26,6 +27,8 @@ export interface ParsedRevocation {
   name?: string;
   /** http(s) URL to notify when the batch finishes. */
   callbackUrl?: string;
+  /** `urgent`, `normal` or `bulk`; absent means normal. */
+  priority?: BatchPriority;
   /** Accepted devices; `line` is the entry's 0-based index in `deviceSns`. */
   requests: DeviceRequest[];
   /** Entries refused one by one (the delivery is still answered 202 with this list). */
@@ -167,6 +170,10 @@ export function parseRevocationBody(body: unknown, options: ParseRevocationOptio
   const instanceProblem = mqttInstanceId.value === undefined ? null : validateInstanceId(mqttInstanceId.value);
   if (instanceProblem !== null) return refuse('invalid_field', `mqttInstanceId: ${instanceProblem}`);
 
+  const priorityField = Object.prototype.hasOwnProperty.call(body, 'priority') ? (body as Record<string, unknown>).priority : undefined;
+  const priority = priorityField === undefined || priorityField === null ? undefined : parsePriority(priorityField);
+  if (priority === null) return refuse('invalid_field', 'priority must be "urgent", "normal" or "bulk"');
+
   const requests: DeviceRequest[] = [];
   const rejected: RejectedRow[] = [];
   deviceSns.forEach((entry: unknown, index) => {
@@ -179,6 +186,7 @@ export function parseRevocationBody(body: unknown, options: ParseRevocationOptio
   if (reason.value !== undefined) value.reason = reason.value;
   if (name.value !== undefined) value.name = name.value;
   if (callbackUrl.value !== undefined) value.callbackUrl = callbackUrl.value;
+  if (priority !== undefined) value.priority = priority;
   return { ok: true, value };
 }
 

@@ -16,6 +16,10 @@ export class Keys {
   jobKeyPrefix(): string {
     return `${this.prefix}:${REVOCATION_QUEUE}:`;
   }
+  /** BullMQ's sorted set of prioritized jobs of the revocation queue. */
+  prioritized(): string {
+    return `${this.prefix}:${REVOCATION_QUEUE}:prioritized`;
+  }
   /** Hash: a batch's fields and counters. */
   batch(batchId: string): string {
     return `${this.prefix}:batch:${batchId}`;

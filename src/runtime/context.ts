@@ -40,8 +40,8 @@ export function openContext(config: Config, name: string): Context {
   deadLetterQueue.on('error', () => undefined);
   const batches = new BatchStore(redis, keys, config.retentionDays);
   const results = new ResultStore(redis, keys, { minOutcomes: config.breakerMinOutcomes, notFoundPercent: config.breakerNotFoundPercent });
-  const deadLetters = new DeadLetters(deadLetterQueue, queue, results);
-  const control = new BatchControl(redis, keys, batches, queue);
+  const deadLetters = new DeadLetters(deadLetterQueue, queue, results, batches);
+  const control = new BatchControl(redis, keys, batches, queue, results);
   return {
     config,
     redis,

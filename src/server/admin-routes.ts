@@ -5,9 +5,11 @@
  * GET  /v1/batches/:id                         {batch: Batch}
  * GET  /v1/batches/:id/report?format=csv|ndjson   the report, streamed
  * POST /v1/batches/:id/pause|resume|cancel     {batch, message, woken}; body optional {reason}
+ * POST /v1/batches/:id/priority                {batch, message, moved}; body {priority}
  * GET  /v1/dead-letters?batch=&limit=          {deadLetters: DeadLetterEntry[]}
  * POST /v1/dead-letters/redrive                {redriven, skipped}; body optional {batchId}
  */
+import { parsePriority } from '../queue/priority.js';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ControlResult } from '../batches/batch-control.js';
@@ -96,6 +98,16 @@ export function adminRoutes(deps: AdminRouteDeps) {
     return reply.send({ batch, message: result.message, woken: result.woken });
   }
 
+  async function setPriority(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const batchId = batchIdParam(request);
+    const priority = parsePriority(optionalStringField(request.body, 'priority', 10));
+    if (priority === null) throw new BadRequest('invalid_body', 'priority must be "urgent", "normal" or "bulk"');
+    const result = await context.control.setPriority(batchId, priority);
+    if (!result.ok) return sendError(reply, 404, 'batch_not_found', result.message);
+    request.log.info({ batchId, priority }, 'batch priority changed by an operator');
+    return reply.send({ batch: await context.batches.get(batchId), message: result.message, moved: result.moved });
+  }
+
   return function register(app: FastifyInstance, _options: unknown, done: (error?: Error) => void): void {
     app.addHook('onRequest', requireAdminToken(adminToken));
 
@@ -137,6 +149,7 @@ export function adminRoutes(deps: AdminRouteDeps) {
     app.post('/v1/batches/:id/pause', (request, reply) => control(request, reply, 'pause'));
     app.post('/v1/batches/:id/resume', (request, reply) => control(request, reply, 'resume'));
     app.post('/v1/batches/:id/cancel', (request, reply) => control(request, reply, 'cancel'));
+    app.post('/v1/batches/:id/priority', (request, reply) => setPriority(request, reply));
 
     app.get('/v1/dead-letters', async (request) => {
       const batchId = queryValue(request, 'batch');

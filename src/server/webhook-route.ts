@@ -89,7 +89,8 @@ export function webhookRoutes(deps: WebhookRouteDeps) {
     if (!parsed.ok) return { status: parsed.status, body: errorBody(parsed.code, parsed.message) };
     const value = parsed.value;
 
-    if (value.requests.length > 0 && (await context.queue.getWaitingCount()) >= context.config.highWaterJobs) return 'queue_full';
+    const counts = await context.queue.getJobCounts('wait', 'prioritized');
+    if (value.requests.length > 0 && (counts.wait ?? 0) + (counts.prioritized ?? 0) >= context.config.highWaterJobs) return 'queue_full';
 
     const batchId = await context.batches.create({
       name: value.name ?? `webhook ${webhookId}`,
@@ -97,6 +98,7 @@ export function webhookRoutes(deps: WebhookRouteDeps) {
       action: value.action,
       createdBy: `webhook:${webhookId}`,
       ...(value.callbackUrl !== undefined ? { callbackUrl: value.callbackUrl } : {}),
+      ...(value.priority !== undefined ? { priority: value.priority } : {}),
     });
     const summary = await enqueuer.enqueue(batchId, value.action, toItems(value));
     const body: WebhookAccepted = {

@@ -27,6 +27,7 @@ import type { DeadLetters } from '../dlq/dead-letters.js';
 import type { AdaptiveRate } from '../limiter/adaptive-rate.js';
 import type { RateGate } from '../limiter/rate-gate.js';
 import { REVOCATION_QUEUE, type Keys } from '../queue/keys.js';
+import { classOf, limiterPriority } from '../queue/priority.js';
 import type { AttemptRecord, RevocationJobData } from '../queue/revocation-job.js';
 import type { Outcome, ResultRecord } from '../results/result-record.js';
 import type { ResultStore } from '../results/result-store.js';
@@ -186,7 +187,9 @@ export class RevocationWorker {
     if (gate.state === 'cancelled') return this.finish(job, 'cancelled', null, 'batch cancelled');
     if (gate.state === 'paused' || gate.accountPaused !== null) return this.park(job, token);
 
-    await this.deps.gate.acquire();
+    // Urgent calls waiting in this process get the next permits (the queue already hands out
+    // urgent jobs first; this covers the ones fetched while a bulk batch filled the process).
+    await this.deps.gate.acquire(limiterPriority(classOf(job.priority)));
     // The permit may have taken a while: a pause issued meanwhile must still stop this call.
     const again = await this.blockedReason(data.batchId);
     if (again.state === 'cancelled') return this.finish(job, 'cancelled', null, 'batch cancelled');

@@ -41,7 +41,7 @@ describe('flow control', () => {
     // A consumer standing in for the workers: takes away what is waiting, in bulk, as it appears.
     const consumer = (async () => {
       while (running) {
-        const waiting = await context.queue.getWaitingCount();
+        const waiting = await context.queue.getJobCountByTypes('wait', 'prioritized');
         peakWaiting = Math.max(peakWaiting, waiting);
         if (waiting >= HIGH_WATER) {
           drained += waiting;
@@ -56,7 +56,7 @@ describe('flow control', () => {
       readDeviceCsv(Readable.from(csvLines())),
       () => {
         // Sampled right after each chunk is added, where the peak is.
-        void context.queue.getWaitingCount().then((waiting) => (peakWaiting = Math.max(peakWaiting, waiting)));
+        void context.queue.getJobCountByTypes('wait', 'prioritized').then((waiting) => (peakWaiting = Math.max(peakWaiting, waiting)));
       },
     );
     running = false;

@@ -213,3 +213,14 @@ describe('parseRevocationBody', () => {
     ]);
   });
 });
+
+describe('parseRevocationBody priority', () => {
+  it('accepts urgent, normal and bulk, defaults to none, refuses anything else', () => {
+    const base = { caSn: 'CA01', mqttInstanceId: 'mqtt-cn-prio01', deviceSns: ['D1'] };
+    const urgent = parseRevocationBody({ ...base, priority: 'urgent' }, { maxDevices: 10 });
+    expect(urgent.ok && urgent.value.priority).toBe('urgent');
+    const none = parseRevocationBody(base, { maxDevices: 10 });
+    expect(none.ok && none.value.priority).toBeUndefined();
+    expect(parseRevocationBody({ ...base, priority: 'high' }, { maxDevices: 10 })).toMatchObject({ ok: false, code: 'invalid_field', status: 400 });
+  });
+});

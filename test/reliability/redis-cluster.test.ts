@@ -117,7 +117,7 @@ describe('Redis Cluster (3 masters)', () => {
     // Pause mid-batch: workers park what they take, no call is made for the batch.
     await until(batchId, 'the batch to be under way', (b) => b.done >= 40);
     expect((await context.control.pause(batchId, 'cluster test')).ok).toBe(true);
-    await waitFor(async () => (await context.queue.getActiveCount()) === 0 && (await context.queue.getWaitingCount()) === 0, 'every remaining job to be parked', 20_000, 50);
+    await waitFor(async () => (await context.queue.getActiveCount()) === 0 && (await context.queue.getJobCountByTypes('wait', 'prioritized')) === 0, 'every remaining job to be parked', 20_000, 50);
     const paused = await context.batches.get(batchId);
     expect(paused?.state).toBe('paused');
     expect(paused?.done).toBeLessThan(300);

@@ -381,7 +381,7 @@ describe('hostile CSV files through `revoker enqueue`', () => {
   /** A refused file: exit 2, one line naming the file, no stack trace, no batch, no job. */
   async function expectRefused(name: string, data: Buffer, message: RegExp): Promise<void> {
     const batchesBefore = (await context.batches.list(1_000)).length;
-    const waitingBefore = await context.queue.getWaitingCount();
+    const waitingBefore = await context.queue.getJobCountByTypes('wait', 'prioritized');
     const { code, out } = await enqueue(name, data);
     expect(code, out).toBe(2);
     const lines = out.trimEnd().split('\n');
@@ -390,7 +390,7 @@ describe('hostile CSV files through `revoker enqueue`', () => {
     expect(lines[0]).toMatch(message);
     expect(out).not.toMatch(/^\s+at /m);
     expect((await context.batches.list(1_000)).length).toBe(batchesBefore);
-    expect(await context.queue.getWaitingCount()).toBe(waitingBefore);
+    expect(await context.queue.getJobCountByTypes('wait', 'prioritized')).toBe(waitingBefore);
   }
 
   async function rejectedLines(batchId: string): Promise<[number, string][]> {

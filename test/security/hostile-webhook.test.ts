@@ -113,7 +113,7 @@ describe('hostile webhook requests', () => {
   }
 
   async function snapshot(): Promise<{ waiting: number; batches: number }> {
-    return { waiting: await server.context.queue.getWaitingCount(), batches: (await server.context.batches.list(1_000)).length };
+    return { waiting: await server.context.queue.getJobCountByTypes('wait', 'prioritized'), batches: (await server.context.batches.list(1_000)).length };
   }
 
   /** Sends a request that must be refused with `status`, and checks it left no job and no batch. */
@@ -273,7 +273,7 @@ describe('hostile webhook requests', () => {
       const answer = await deliver(payload);
       expect(answer.status, JSON.stringify(answer.json)).toBe(202);
       expect(answer.json).toMatchObject({ accepted: 0, rejected: [{ index: 0, reason: 'CaSn is missing: give caSn at the top level or on the entry' }] });
-      expect(await server.context.queue.getWaitingCount()).toBe(before.waiting);
+      expect(await server.context.queue.getJobCountByTypes('wait', 'prioritized')).toBe(before.waiting);
       expect(Object.prototype).not.toHaveProperty('caSn');
     });
 

@@ -159,7 +159,7 @@ describe('admin API', () => {
   it('lists and redrives dead letters', async () => {
     const batchId = await newBatch('DLQ');
     const [device] = devices('DLQ', 1);
-    const jobId = (await server.context.queue.getJobs(['waiting'], 0, 10_000)).find((job) => job.data.batchId === batchId && job.data.deviceSn === device?.deviceSn)?.id;
+    const jobId = (await server.context.queue.getJobs(['waiting', 'prioritized'], 0, 10_000)).find((job) => job.data.batchId === batchId && job.data.deviceSn === device?.deviceSn)?.id;
     expect(jobId).toBeDefined();
     // Stand in for a worker giving up on the device: the job leaves the queue, a dead letter appears.
     await server.context.queue.remove(jobId!);
@@ -178,7 +178,7 @@ describe('admin API', () => {
   });
 
   it('exposes queue depths at scrape time, and worker metrics registered in the same registry', async () => {
-    const before = await server.context.queue.getWaitingCount();
+    const before = await server.context.queue.getJobCountByTypes('wait', 'prioritized');
     await enqueueDevices(server.context, devices('METRICS', 5));
     const workerMetrics = createWorkerMetrics(server.registry);
     workerMetrics.apiCalls.inc({ action: 'DeleteDeviceCertificate', code: 'OK', outcome: 'deleted' });
@@ -187,7 +187,8 @@ describe('admin API', () => {
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toMatch(/^text\/plain/);
     const text = await response.text();
-    expect(text).toContain(`revoker_queue_jobs{state="waiting"} ${before + 5}`);
+    // Every revocation job is prioritized (batch priorities): that is where waiting jobs are.
+    expect(text).toContain(`revoker_queue_jobs{state="prioritized"} ${before + 5}`);
     for (const state of ['active', 'delayed', 'failed']) expect(text).toContain(`revoker_queue_jobs{state="${state}"} 0`);
     expect(text).toContain('revoker_dead_letters 0');
     expect(text).toContain('revoker_api_calls_total{action="DeleteDeviceCertificate",code="OK",outcome="deleted"} 1');

@@ -80,7 +80,7 @@ describe('webhook', () => {
     return Array.from({ length: count }, (_, index) => `${label}${String(index).padStart(6, '0')}`);
   }
 
-  const waiting = (target: TestServer) => target.context.queue.getWaitingCount();
+  const waiting = (target: TestServer) => target.context.queue.getJobCountByTypes('wait', 'prioritized');
   const batchCount = async (target: TestServer) => (await target.context.batches.list(1_000)).length;
 
   it('accepts a signed delivery: a webhook batch, one job per device, counters right', async () => {
@@ -316,7 +316,7 @@ describe('server configuration', () => {
       expect(response.status).toBe(503);
       expect(await response.json()).toMatchObject({ error: { code: 'webhooks_not_configured' } });
       expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
-      expect(await server.context.queue.getWaitingCount()).toBe(0);
+      expect(await server.context.queue.getJobCountByTypes('wait', 'prioritized')).toBe(0);
     } finally {
       await server.close();
     }

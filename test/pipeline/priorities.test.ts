@@ -1,0 +1,94 @@
+/**
+ * Priorities: urgent work overtakes a bulk batch draining at the rate, batches of one class share
+ * the rate round robin, and a batch's priority can be changed while it waits.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Batch } from '../../src/batches/batch.js';
+import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
+import { Enqueuer } from '../../src/producer/enqueuer.js';
+import type { BatchPriority } from '../../src/queue/priority.js';
+import { openContext, type Context } from '../../src/runtime/context.js';
+import { startWorkerRuntime, type WorkerRuntime } from '../../src/runtime/worker-runtime.js';
+import { quietLogger, testConfig } from '../helpers/pipeline.js';
+import { removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
+
+const RATE = 300;
+const INSTANCE = 'mqtt-cn-priority01';
+const CA = 'ca000000priority';
+
+describe('batch priorities', () => {
+  const prefix = uniquePrefix('prio');
+  let emulator: EmulatorHandle;
+  let context: Context;
+  let runtime: WorkerRuntime;
+
+  beforeAll(async () => {
+    emulator = await startEmulator({ latency: { medianMs: 10, p99Ms: 40 } });
+    const config = testConfig(prefix, emulator, { RATE_LIMIT_PER_SECOND: String(RATE) });
+    context = openContext(config, 'test-prio');
+    runtime = await startWorkerRuntime(config, quietLogger());
+  });
+  afterAll(async () => {
+    await runtime?.close();
+    await context?.close();
+    await emulator?.stop();
+    await removePrefix(prefix);
+  });
+
+  async function batchOf(label: string, count: number, priority: BatchPriority): Promise<{ id: string; startedAtMs: number }> {
+    const devices = generateDevices({ mqttInstanceId: INSTANCE, caSn: CA, count, prefix: label });
+    for (const device of devices) emulator.registry.addDevice(device);
+    const startedAtMs = Date.now();
+    const id = await context.batches.create({ name: label, source: 'csv', action: 'delete', createdBy: 'test', priority });
+    await new Enqueuer(context.queue, context.batches, context.results).enqueue(id, 'delete', devices.map((device, index) => ({ kind: 'device' as const, request: { ...device, line: index } })));
+    return { id, startedAtMs };
+  }
+
+  async function until(batchId: string, what: string, predicate: (batch: Batch) => boolean, timeoutMs = 60_000): Promise<Batch> {
+    return waitFor(async () => {
+      const batch = await context.batches.get(batchId);
+      return batch !== null && predicate(batch) ? batch : null;
+    }, what, timeoutMs, 50);
+  }
+
+  it('an urgent batch finishes within 2 s of its time alone while a bulk batch drains at the rate', async () => {
+    const bulk = await batchOf('bulk', 2_400, 'bulk');
+    await until(bulk.id, 'the bulk batch to be under way', (batch) => batch.done >= 300);
+    const urgent = await batchOf('urgent', 200, 'urgent');
+    await until(urgent.id, 'the urgent batch to finish', (batch) => batch.state === 'completed');
+    const tookMs = Date.now() - urgent.startedAtMs;
+    const aloneMs = (200 / RATE) * 1_000;
+    expect(tookMs).toBeLessThanOrEqual(aloneMs + 2_000);
+    // The bulk batch still finishes with every device right.
+    const done = await until(bulk.id, 'the bulk batch to finish', (batch) => batch.state === 'completed');
+    expect(done.counts).toMatchObject({ deleted: 2_400, failed: 0, not_found: 0 });
+  });
+
+  it('two normal batches share the rate round robin: the later one is not stuck behind the first', async () => {
+    const first = await batchOf('rr-a', 1_500, 'normal');
+    await until(first.id, 'batch A to be under way', (batch) => batch.done >= 150);
+    const second = await batchOf('rr-b', 300, 'normal');
+    const aAtStart = (await context.batches.get(first.id))!.done;
+    const b = await until(second.id, 'batch B to finish', (batch) => batch.state === 'completed');
+    const aAtEnd = (await context.batches.get(first.id))!.done;
+    // B got about half the rate (≈ 2 s alone-at-half-rate), A kept going meanwhile.
+    expect(Date.now() - second.startedAtMs).toBeLessThanOrEqual(((2 * 300) / RATE) * 1_000 + 2_000);
+    expect(aAtEnd - aAtStart).toBeGreaterThan(150);
+    expect(b.counts.deleted).toBe(300);
+    expect((await until(first.id, 'batch A to finish', (batch) => batch.state === 'completed')).counts.deleted).toBe(1_500);
+  });
+
+  it('a waiting bulk batch made urgent goes next', async () => {
+    const normal = await batchOf('chg-n', 1_500, 'normal');
+    const bulk = await batchOf('chg-b', 200, 'bulk');
+    await until(normal.id, 'the normal batch to be under way', (batch) => batch.done >= 100);
+    expect((await context.batches.get(bulk.id))!.done).toBe(0);
+    const changedAtMs = Date.now();
+    const result = await context.control.setPriority(bulk.id, 'urgent');
+    expect(result.moved).toBeGreaterThan(150);
+    expect((await context.batches.get(bulk.id))!.priority).toBe('urgent');
+    await until(bulk.id, 'the upgraded batch to finish', (batch) => batch.state === 'completed');
+    expect(Date.now() - changedAtMs).toBeLessThanOrEqual((200 / RATE) * 1_000 + 2_000);
+    expect((await until(normal.id, 'the normal batch to finish', (batch) => batch.state === 'completed')).counts.deleted).toBe(1_500);
+  });
+});
