@@ -128,6 +128,67 @@ async function sharedQuota(): Promise<void> {
   process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
 }
 
+/** Issue "urgent first": how long a 200-device urgent batch takes while a bulk batch drains at the cap. */
+async function urgentDuringBulk(): Promise<void> {
+  const bulkDevices = QUICK ? 4_000 : 20_000;
+  const api = await spawnEmulator(['--rate-limit', '500']);
+  const prefix = `{bench-urgent-${Date.now().toString(36)}}`;
+  const extra = { RATE_LIMIT_PER_SECOND: String(RATE) };
+  const context = contextFor(prefix, api.endpoint, extra);
+  const workers = [spawnWorker(benchEnv(prefix, api.endpoint, extra)), spawnWorker(benchEnv(prefix, api.endpoint, extra))];
+  try {
+    await Promise.all(workers.map((worker) => waitForWorkerStart(worker)));
+    const bulk = await seed(api, bulkDevices, 'urgent-bulk');
+    const urgent = await seed(api, 200, 'urgent-urgent');
+    const bulkId = await context.batches.create({ name: 'bulk', source: 'csv', action: 'delete', createdBy: 'bench', priority: 'bulk' });
+    const items = (devices: typeof bulk) => devices.map((device, index) => ({ kind: 'device' as const, request: { ...device, line: index + 2 } }));
+    const bulkDone = new Enqueuer(context.queue, context.batches, context.results).enqueue(bulkId, 'delete', items(bulk));
+    for (;;) {
+      if (((await context.batches.get(bulkId))?.done ?? 0) >= bulkDevices / 4) break;
+      await sleep(100);
+    }
+    const startedAt = performance.now();
+    const urgentId = await context.batches.create({ name: 'urgent', source: 'webhook', action: 'delete', createdBy: 'bench', priority: 'urgent' });
+    await new Enqueuer(context.queue, context.batches, context.results).enqueue(urgentId, 'delete', items(urgent));
+    for (;;) {
+      if ((await context.batches.get(urgentId))?.state === 'completed') break;
+      await sleep(20);
+    }
+    const tookMs = performance.now() - startedAt;
+    await bulkDone;
+    for (;;) {
+      if ((await context.batches.get(bulkId))?.state === 'completed') break;
+      await sleep(250);
+    }
+    const aloneMs = (200 / RATE) * 1000;
+    rows.push(['urgent batch during a bulk batch', `200 urgent devices while ${bulkDevices} bulk drain, 2 workers`, `urgent batch done in ${fmt(tookMs / 1000, 2)} s (alone at ${RATE}/s: ${fmt(aloneMs / 1000, 2)} s; waited ${fmt((tookMs - aloneMs) / 1000, 2)} s more); the bulk batch then finished`, 'within 2 s of alone']);
+    process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
+
+    // What BullMQ's priority costs at enqueue: the same jobs added prioritized and plain.
+    const probe = 20_000;
+    const costPrefix = `{bench-prio-${Date.now().toString(36)}}`;
+    const costContext = contextFor(costPrefix, api.endpoint);
+    const timeAdd = async (priority: boolean): Promise<number> => {
+      const startedAdd = performance.now();
+      for (let i = 0; i < probe; i += 500) {
+        await costContext.queue.addBulk(Array.from({ length: 500 }, (_, k) => ({ name: 'probe', data: { batchId: 'probe', mqttInstanceId: INSTANCE, caSn: CA, deviceSn: `p${priority ? 1 : 0}-${i + k}`, action: 'delete' as const, history: [], firstAttemptAt: null }, opts: { jobId: `p${priority ? 1 : 0}-${i + k}`, ...(priority ? { priority: 1 + ((i + k) % 1000) } : {}) } })));
+      }
+      return probe / ((performance.now() - startedAdd) / 1000);
+    };
+    const plain = await timeAdd(false);
+    const prioritized = await timeAdd(true);
+    await costContext.close();
+    await removePrefix(costPrefix);
+    rows.push(['cost of BullMQ priority at enqueue', `${probe} jobs, addBulk of 500`, `${fmt(prioritized, 0)} jobs/s prioritized vs ${fmt(plain, 0)} plain (${fmt(prioritized / plain)}×); at the cap a worker needs ${RATE} jobs/s`, 'no cost to the rate']);
+    process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
+  } finally {
+    await Promise.all(workers.map((worker) => stopProcess(worker)));
+    await context.close();
+    await stopProcess(api.spawned);
+    await removePrefix(prefix);
+  }
+}
+
 async function peakRss(pid: number, until: Promise<unknown>): Promise<number> {
   let peak = 0;
   let done = false;
@@ -261,10 +322,11 @@ async function main(): Promise<void> {
   const started = new Date();
   const host = await machine();
   process.stdout.write(`revoker benchmark ${started.toISOString()} on ${host}${QUICK ? ' (quick)' : ''}\n`);
-  // BENCH_ONLY=throughput,quota,ingest,comparisons runs a subset (for tuning one thing).
-  const only = new Set((process.env.BENCH_ONLY ?? 'throughput,quota,ingest,comparisons').split(','));
+  // BENCH_ONLY=throughput,quota,urgent,ingest,comparisons runs a subset (for tuning one thing).
+  const only = new Set((process.env.BENCH_ONLY ?? 'throughput,quota,urgent,ingest,comparisons').split(','));
   const best = only.has('throughput') ? await throughput() : RATE;
   if (only.has('quota')) await sharedQuota();
+  if (only.has('urgent')) await urgentDuringBulk();
   if (only.has('ingest')) await ingest();
   if (only.has('comparisons')) await comparisons();
   rows.push(['projection', '1,000,000 devices', `${fmt(1_000_000 / best / 60, 1)} min at the best measured steady rate (${fmt(best, 0)}/s); ideal at ${RATE}/s: ${fmt(1_000_000 / RATE / 60, 1)} min`, '']);
