@@ -144,6 +144,24 @@ describe('batch control and account conditions', () => {
     expect(batch.counts).toMatchObject({ deleted: 60, not_found: 340 });
   });
 
+  it('a skewed clock (InvalidTimeStamp.Expired) pauses the batches of the account the same way, nothing dead-lettered', async () => {
+    const ctx = await start('skew', { RATE_LIMIT_PER_SECOND: '300' });
+    const devices = seed(150, 'skew');
+    emulator.setClockOffsetMs(20 * 60_000);
+    try {
+      const batchId = await enqueueDevices(ctx, devices);
+      const paused = await until(ctx, batchId, 'the batch to pause', (b) => b.state === 'paused');
+      expect(paused.reason).toMatch(/InvalidTimeStamp\.Expired/);
+      await waitFor(async () => (await ctx.queue.getActiveCount()) === 0, 'in-flight calls to settle');
+      expect(await ctx.deadLetters.count()).toBe(0);
+      emulator.setClockOffsetMs(0);
+      await ctx.control.resume(batchId);
+      expect((await until(ctx, batchId, 'the batch to finish', (b) => b.state === 'completed')).counts.deleted).toBe(150);
+    } finally {
+      emulator.setClockOffsetMs(0);
+    }
+  });
+
   it('pause stops calls within a second while another batch goes on; resume and cancel', async () => {
     const ctx = await start('pause', { RATE_LIMIT_PER_SECOND: '200' });
     const pausedDevices = seed(1_000, 'pause-a');
