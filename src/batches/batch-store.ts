@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import type { RevocationAction } from '../cloud/certificate-api.js';
+import { EMIT_EVENT_LUA } from '../events/batch-event.js';
 import type { Keys } from '../queue/keys.js';
 import { CLASS_BASE, CLASS_SPAN, parsePriority, positionOf, type BatchPriority } from '../queue/priority.js';
 import { OUTCOMES, type Outcome } from '../results/result-record.js';
@@ -21,12 +22,6 @@ export interface NewBatch {
   callbackUrl?: string;
 }
 
-/** Appends a completion event to the outbox (see src/events), in the script that changes the state. */
-const EMIT = `local function emit(batchKey, outboxKey, state, now)
-  local seq = redis.call('HINCRBY', batchKey, 'eventSeq', 1)
-  redis.call('RPUSH', outboxKey, cjson.encode({batchId = redis.call('HGET', batchKey, 'id'), seq = seq, state = state, at = now}))
-end
-`;
 
 /** Unfinished states: a batch in one of these can still change. */
 const OPEN_STATES: readonly BatchState[] = ['enqueuing', 'running', 'paused'];
@@ -153,7 +148,7 @@ export class BatchStore {
    */
   async pause(batchId: string, reason: string): Promise<boolean> {
     const result = await this.redis.eval(
-      `${EMIT}
+      `${EMIT_EVENT_LUA}
        local s = redis.call('HGET', KEYS[1], 'state')
        if s == 'enqueuing' or s == 'running' or s == 'paused' then
          redis.call('HSET', KEYS[1], 'state', 'paused', 'reason', ARGV[1], 'stateBeforePause', s == 'paused' and (redis.call('HGET', KEYS[1], 'stateBeforePause') or 'running') or s)
@@ -191,7 +186,7 @@ export class BatchStore {
   /** Marks a batch cancelled (workers then record its remaining devices as `cancelled`). */
   async cancel(batchId: string, reason: string): Promise<boolean> {
     const result = await this.redis.eval(
-      `${EMIT}
+      `${EMIT_EVENT_LUA}
        local s = redis.call('HGET', KEYS[1], 'state')
        if s == 'enqueuing' or s == 'running' or s == 'paused' then
          redis.call('HSET', KEYS[1], 'state', 'cancelled', 'reason', ARGV[1])

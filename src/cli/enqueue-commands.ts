@@ -14,9 +14,10 @@ import { rateLimitKeyFor } from '../config/config.js';
 import { createLogger } from '../logging/logger.js';
 import { BottleneckRateGate } from '../limiter/bottleneck-rate-gate.js';
 import { CsvInputError } from '../producer/csv-input-error.js';
-import { readDeviceCsv, type CsvItem } from '../producer/csv-source.js';
+import { readDeviceCsv } from '../producer/csv-source.js';
+import type { InputItem } from '../producer/device-request.js';
 import { validateCaSn, validateInstanceId } from '../producer/device-validation.js';
-import { Enqueuer, type EnqueueItem, type EnqueueProgress } from '../producer/enqueuer.js';
+import { Enqueuer, type EnqueueProgress } from '../producer/enqueuer.js';
 import { parsePriority, type BatchPriority } from '../queue/priority.js';
 import { CliError, EXIT, loadConfig, withContext } from './cli-context.js';
 import { ProgressLine } from './progress-line.js';
@@ -83,14 +84,14 @@ async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
 
   // Read the header (and so refuse an unusable file) before creating anything in Redis.
   const source = readDeviceCsv(createReadStream(file), csvOptions);
-  let first: IteratorResult<CsvItem>;
+  let first: IteratorResult<InputItem>;
   try {
     first = await source.next();
   } catch (error) {
     if (error instanceof CsvInputError) throw new CliError(`${file}: ${error.message}`);
     throw error;
   }
-  async function* all(): AsyncGenerator<EnqueueItem> {
+  async function* all(): AsyncGenerator<InputItem> {
     if (first.done !== true) yield first.value;
     for await (const item of source) yield item;
   }
@@ -196,7 +197,7 @@ async function enqueueCa(flags: EnqueueCaFlags): Promise<number> {
       progressLine.update(`listed ${listed} devices; enqueueing`, true);
 
       const batchId = await context.batches.create({ name: flags.name ?? `everything under CA ${flags.caSn}`, source: 'ca_listing', action, priority, createdBy: who() });
-      async function* items(): AsyncGenerator<EnqueueItem> {
+      async function* items(): AsyncGenerator<InputItem> {
         let line = 0;
         for await (const text of createInterface({ input: createReadStream(listFile), crlfDelay: Infinity })) {
           line += 1;

@@ -34,6 +34,17 @@ export interface BatchEventBody {
   reportPath: string;
 }
 
+/**
+ * Lua defining `emit(batchKey, outboxKey, state, now)`: appends an `OutboxEntry` to the outbox.
+ * Prepended to every script that completes, pauses or cancels a batch, so the event is written
+ * in the same atomic step as the state change it reports.
+ */
+export const EMIT_EVENT_LUA = `local function emit(batchKey, outboxKey, state, now)
+  local seq = redis.call('HINCRBY', batchKey, 'eventSeq', 1)
+  redis.call('RPUSH', outboxKey, cjson.encode({batchId = redis.call('HGET', batchKey, 'id'), seq = seq, state = state, at = now}))
+end
+`;
+
 /** The stable id of an outbox entry's event. */
 export function eventId(entry: Pick<OutboxEntry, 'batchId' | 'seq'>): string {
   return `evt-${entry.batchId}-${entry.seq}`;

@@ -28,6 +28,8 @@ export interface AdaptiveRateOptions {
   ceilingMemoryMs: number;
   /** Tick period. */
   tickMs: number;
+  /** How often call counts are added to the shared counters (a fraction of the tick). */
+  flushMs: number;
 }
 
 /** Defaults of `AdaptiveRateOptions`. */
@@ -38,6 +40,7 @@ export const ADAPTIVE_RATE_DEFAULTS: Omit<AdaptiveRateOptions, 'capPerSecond'> =
   slowStepFraction: 0.005,
   ceilingMemoryMs: 30_000,
   tickMs: 1_000,
+  flushMs: 200,
 };
 
 /** State the controller keeps between ticks. */
@@ -81,6 +84,9 @@ export class AdaptiveRate {
   private timer: NodeJS.Timeout | null = null;
   private readonly processId = `${process.pid}-${Math.random().toString(36).slice(2)}`;
   private ticking = false;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private unflushedCalls = 0;
+  private unflushedThrottled = 0;
 
   constructor(
     private readonly redis: Redis,
@@ -105,20 +111,35 @@ export class AdaptiveRate {
         });
     }, this.options.tickMs);
     this.timer.unref();
+    this.flushTimer = setInterval(() => {
+      this.flush().catch((error: unknown) => this.log.warn({ err: error }, 'adaptive rate counters not flushed'));
+    }, this.options.flushMs);
+    this.flushTimer.unref();
   }
 
-  /** Reports a throttled response (fire and forget from the worker's point of view). */
-  async reportThrottled(): Promise<void> {
-    await this.redis.multi().incr(this.keys.throttled(this.rateKey)).incr(this.keys.callCount(this.rateKey)).exec();
+  /**
+   * Counts one answered call, throttled or not. Counted in memory and added to the shared
+   * counters every `flushMs` (and before a tick): one Redis write per flush, not per call.
+   */
+  record(throttled: boolean): void {
+    this.unflushedCalls += 1;
+    if (throttled) this.unflushedThrottled += 1;
   }
 
-  /** Reports a call that was not throttled, so a tick knows what fraction the API admitted. */
-  async reportAdmitted(): Promise<void> {
-    await this.redis.incr(this.keys.callCount(this.rateKey));
+  /** Adds this process's counts since the last flush to the shared counters. */
+  async flush(): Promise<void> {
+    if (this.unflushedCalls === 0) return;
+    const [calls, throttled] = [this.unflushedCalls, this.unflushedThrottled];
+    this.unflushedCalls = 0;
+    this.unflushedThrottled = 0;
+    const pipeline = this.redis.multi().incrby(this.keys.callCount(this.rateKey), calls);
+    if (throttled > 0) pipeline.incrby(this.keys.throttled(this.rateKey), throttled);
+    await pipeline.exec();
   }
 
   /** One tick: only the process that takes the lock decides. */
   async tick(nowMs: number = Date.now()): Promise<void> {
+    await this.flush();
     const lock = await this.redis.set(this.keys.rateTick(this.rateKey), this.processId, 'PX', this.options.tickMs - 50, 'NX');
     if (lock !== 'OK') {
       // Another process decided: follow its rate so that metrics here are right.
@@ -149,9 +170,12 @@ export class AdaptiveRate {
     }
   }
 
-  /** Stops ticking. */
+  /** Stops ticking (what is still counted locally is flushed, best effort). */
   stop(): void {
     if (this.timer) clearInterval(this.timer);
+    if (this.flushTimer) clearInterval(this.flushTimer);
     this.timer = null;
+    this.flushTimer = null;
+    void this.flush().catch(() => undefined);
   }
 }

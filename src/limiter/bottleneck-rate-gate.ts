@@ -194,9 +194,6 @@ export class BottleneckRateGate implements RateGate {
     return this.rate;
   }
 
-  waiting(): number {
-    return this.limiter.counts().QUEUED ?? 0;
-  }
 
   async close(): Promise<void> {
     this.closed = true;

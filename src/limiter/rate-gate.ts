@@ -15,8 +15,6 @@ export interface RateGate {
   setRatePerSecond(ratePerSecond: number): Promise<void>;
   /** The rate this process last applied. */
   ratePerSecond(): number;
-  /** Calls waiting for a permit in this process. */
-  waiting(): number;
   /** Stops granting permits and releases connections. */
   close(): Promise<void>;
 }

@@ -3,7 +3,7 @@
 import { parse } from 'csv-parse';
 import type { CsvError, InfoRecord, Parser } from 'csv-parse';
 import { CsvInputError } from './csv-input-error.js';
-import type { DeviceRequest, RejectedRow } from './device-request.js';
+import type { InputItem } from './device-request.js';
 import {
   normaliseIdentifier,
   truncateForEcho,
@@ -31,8 +31,6 @@ export interface CsvSourceOptions {
 /** Defaults of {@link CsvSourceOptions}: far above any real row, small enough to bound memory. */
 export const CSV_SOURCE_DEFAULTS = { maxFieldBytes: 4096, maxRecordBytes: 65_536 } as const;
 
-/** One item read from the file, in file order. */
-export type CsvItem = { kind: 'device'; request: DeviceRequest } | { kind: 'rejected'; row: RejectedRow };
 
 type ColumnKey = 'deviceSn' | 'caSn' | 'mqttInstanceId';
 
@@ -398,7 +396,7 @@ function toItem(
   line: number,
   columns: ColumnMap,
   options: ResolvedCsvSourceOptions,
-): CsvItem | undefined {
+): InputItem | undefined {
   if (fields.every((field) => field.trim() === '')) return undefined; // a blank spreadsheet row
   // Header text when the column has one, else its 1-based position.
   const columnLabel = (position: number) => truncateForEcho(columns.names[position] || `${position + 1}`);
@@ -407,7 +405,7 @@ function toItem(
     return position === undefined ? '' : normaliseIdentifier(fields[position] ?? '');
   };
   const deviceSn = cell('deviceSn');
-  const reject = (reason: string): CsvItem => ({
+  const reject = (reason: string): InputItem => ({
     kind: 'rejected',
     row: deviceSn === '' || deviceSn.includes(REPLACEMENT_CHAR) ? { line, reason } : { line, reason, deviceSn: truncateForEcho(deviceSn) },
   });
@@ -467,14 +465,14 @@ async function* chunksOf(input: NodeJS.ReadableStream | AsyncIterable<Buffer | s
 export async function* readDeviceCsv(
   input: NodeJS.ReadableStream | AsyncIterable<Buffer | string>,
   options: CsvSourceOptions = {},
-): AsyncGenerator<CsvItem> {
+): AsyncGenerator<InputItem> {
   const resolved = resolveOptions(options);
   const parser = new RecoveringCsvParser(resolved.maxRecordBytes);
   const source = chunksOf(input);
   let columns: ColumnMap | undefined;
   let yielded = false;
 
-  function* items(events: RawEvent[]): Generator<CsvItem> {
+  function* items(events: RawEvent[]): Generator<InputItem> {
     for (const event of events) {
       if (columns === undefined) {
         if (event.kind === 'broken') {

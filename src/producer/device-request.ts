@@ -1,7 +1,9 @@
 // The unit of work the producers hand to the queue, and the shape of an input row they refused.
 
-/** What revoker does to a certificate: `DeleteDeviceCertificate` or `InactivateDeviceCertificate`. */
-export type RevocationAction = 'delete' | 'inactivate';
+import type { RevocationAction } from '../cloud/certificate-api.js';
+
+/** What revoker does to a certificate (defined with the API client that performs it). */
+export type { RevocationAction };
 
 /** Every action, in a stable order (for validation messages and CLI choices). */
 export const REVOCATION_ACTIONS: readonly RevocationAction[] = ['delete', 'inactivate'];
@@ -27,3 +29,6 @@ export interface RejectedRow {
   /** The (trimmed, possibly truncated) device serial when one could be read. */
   deviceSn?: string;
 }
+
+/** One item of any input, in input order: a device to revoke, or a row refused with its reason. */
+export type InputItem = { kind: 'device'; request: DeviceRequest } | { kind: 'rejected'; row: RejectedRow };

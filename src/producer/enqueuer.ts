@@ -10,26 +10,9 @@ import type { BatchStore } from '../batches/batch-store.js';
 import { revocationJobId } from '../queue/job-id.js';
 import { jobPriority, type BatchPriority } from '../queue/priority.js';
 import type { RevocationJobData } from '../queue/revocation-job.js';
+import { countWaitingJobs } from '../queue/revocation-queue.js';
+import type { DeviceRequest, InputItem, RejectedRow } from './device-request.js';
 import { pendingPlaceholder, type ResultStore } from '../results/result-store.js';
-
-/** A device to revoke, with where it came from. */
-export interface EnqueueDevice {
-  mqttInstanceId: string;
-  caSn: string;
-  deviceSn: string;
-  /** Input line (CSV) or index (webhook), for messages. */
-  line: number;
-}
-
-/** A refused input row. */
-export interface EnqueueRejection {
-  line: number;
-  reason: string;
-  deviceSn?: string;
-}
-
-/** One item of input. */
-export type EnqueueItem = { kind: 'device'; request: EnqueueDevice } | { kind: 'rejected'; row: EnqueueRejection };
 
 /** Options of `Enqueuer`. */
 export interface EnqueuerOptions {
@@ -81,10 +64,10 @@ export class Enqueuer {
    * Reads `items` to the end, enqueueing every valid device once, then marks the batch fully
    * enqueued. Rejected rows are stored with the batch.
    */
-  async enqueue(batchId: string, action: RevocationAction, items: AsyncIterable<EnqueueItem> | Iterable<EnqueueItem>, onProgress?: (progress: EnqueueProgress) => void): Promise<EnqueueSummary> {
+  async enqueue(batchId: string, action: RevocationAction, items: AsyncIterable<InputItem> | Iterable<InputItem>, onProgress?: (progress: EnqueueProgress) => void): Promise<EnqueueSummary> {
     const progress: EnqueueProgress = { read: 0, accepted: 0, rejected: 0, duplicates: 0 };
-    let devices: EnqueueDevice[] = [];
-    let rejections: EnqueueRejection[] = [];
+    let devices: DeviceRequest[] = [];
+    let rejections: RejectedRow[] = [];
     let stoppedEarly = false;
     let first = true;
     const priority = (await this.batches.get(batchId))?.priority ?? 'normal';
@@ -128,25 +111,19 @@ export class Enqueuer {
     return { batchId, ...progress, stoppedEarly };
   }
 
-  /** Jobs waiting to be taken: BullMQ keeps prioritized jobs apart from the wait list. */
-  private async waitingJobs(): Promise<number> {
-    const counts = await this.queue.getJobCounts('wait', 'prioritized');
-    return (counts.wait ?? 0) + (counts.prioritized ?? 0);
-  }
-
   /** Waits while the queue is above the high-water mark; false if the batch was cancelled meanwhile. */
   private async waitForRoom(batchId: string): Promise<boolean> {
     if (this.options.highWaterJobs <= 0) return true;
     for (;;) {
       const { state } = await this.batches.state(batchId);
       if (state === 'cancelled') return false;
-      const waiting = await this.waitingJobs();
+      const waiting = await countWaitingJobs(this.queue);
       if (waiting < this.options.highWaterJobs) return true;
       await new Promise((resolve) => setTimeout(resolve, this.options.flowCheckMs));
     }
   }
 
-  private async addChunk(batchId: string, action: RevocationAction, devices: EnqueueDevice[], progress: EnqueueProgress, priority: BatchPriority, startPosition: number): Promise<number> {
+  private async addChunk(batchId: string, action: RevocationAction, devices: DeviceRequest[], progress: EnqueueProgress, priority: BatchPriority, startPosition: number): Promise<number> {
     let position = startPosition;
     const entries = devices.map((device) => ({
       device,

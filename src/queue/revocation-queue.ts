@@ -24,6 +24,14 @@ export function createRevocationQueue(connection: Redis, prefix: string): Queue<
   return new Queue<RevocationJobData>(REVOCATION_QUEUE, { connection, prefix, defaultJobOptions: REVOCATION_JOB_OPTIONS });
 }
 
+/**
+ * Jobs waiting to be taken. Every revocation job is prioritized (batch priorities), and BullMQ
+ * keeps prioritized jobs apart from its wait list: count both.
+ */
+export function countWaitingJobs(queue: Queue<RevocationJobData>): Promise<number> {
+  return queue.getJobCountByTypes('wait', 'prioritized');
+}
+
 /** The dead-letter queue: nobody consumes it; entries wait for an operator to redrive or purge. */
 export function createDeadLetterQueue(connection: Redis, prefix: string): Queue<DeadLetterData> {
   return new Queue<DeadLetterData>(DEAD_LETTER_QUEUE, { connection, prefix, defaultJobOptions: { removeOnComplete: true } });

@@ -8,6 +8,7 @@
  * placeholder is what makes duplicates cheap to spot and lets a report show what is unfinished.
  */
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
+import { EMIT_EVENT_LUA } from '../events/batch-event.js';
 import type { Keys } from '../queue/keys.js';
 import type { PendingRecord, ResultRecord } from './result-record.js';
 
@@ -22,12 +23,7 @@ if ARGV[6] ~= '' and redis.call('EXISTS', ARGV[6]) == 1 then
   -- Tells producers that this job's outcome is decided: a batch arriving now needs a job of its own.
   redis.call('HSET', ARGV[6], 'revokerDone', '1')
 end
--- Appends a completion event to the outbox, in the same script as the state change it reports.
-local function emit(batchKey, outboxKey, state, now)
-  local seq = redis.call('HINCRBY', batchKey, 'eventSeq', 1)
-  redis.call('RPUSH', outboxKey, cjson.encode({batchId = redis.call('HGET', batchKey, 'id'), seq = seq, state = state, at = now}))
-end
-local minOutcomes, percent
+${EMIT_EVENT_LUA}local minOutcomes, percent
 local outbox = ARGV[1] .. ':events:outbox'
 local function finish(batchKey, resultsKey, field, record, outcome, now)
   local current = redis.call('HGET', resultsKey, field)
@@ -112,12 +108,7 @@ return flags
  * KEYS: batch, events outbox. ARGV: now ISO.
  */
 const MARK_ENQUEUED = `
--- Appends a completion event to the outbox, in the same script as the state change it reports.
-local function emit(batchKey, outboxKey, state, now)
-  local seq = redis.call('HINCRBY', batchKey, 'eventSeq', 1)
-  redis.call('RPUSH', outboxKey, cjson.encode({batchId = redis.call('HGET', batchKey, 'id'), seq = seq, state = state, at = now}))
-end
-redis.call('HSET', KEYS[1], 'enqueued', '1')
+${EMIT_EVENT_LUA}redis.call('HSET', KEYS[1], 'enqueued', '1')
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'enqueuing' then
   redis.call('HSET', KEYS[1], 'state', 'running')

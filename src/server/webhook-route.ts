@@ -7,7 +7,9 @@
  * validated body creates a batch, so a refused delivery enqueues nothing.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Enqueuer, type EnqueueItem } from '../producer/enqueuer.js';
+import type { InputItem } from '../producer/device-request.js';
+import { Enqueuer } from '../producer/enqueuer.js';
+import { countWaitingJobs } from '../queue/revocation-queue.js';
 import { parseRevocationBody, type ParsedRevocation } from '../producer/webhook-body.js';
 import type { Context } from '../runtime/context.js';
 import { errorBody, sendError } from './http-error.js';
@@ -62,10 +64,10 @@ function repeatedSignedHeader(rawHeaders: readonly string[]): string | undefined
   return undefined;
 }
 
-function toItems(parsed: ParsedRevocation): EnqueueItem[] {
+function toItems(parsed: ParsedRevocation): InputItem[] {
   return [
-    ...parsed.requests.map((request): EnqueueItem => ({ kind: 'device', request })),
-    ...parsed.rejected.map((row): EnqueueItem => ({ kind: 'rejected', row })),
+    ...parsed.requests.map((request): InputItem => ({ kind: 'device', request })),
+    ...parsed.rejected.map((row): InputItem => ({ kind: 'rejected', row })),
   ];
 }
 
@@ -89,8 +91,7 @@ export function webhookRoutes(deps: WebhookRouteDeps) {
     if (!parsed.ok) return { status: parsed.status, body: errorBody(parsed.code, parsed.message) };
     const value = parsed.value;
 
-    const counts = await context.queue.getJobCounts('wait', 'prioritized');
-    if (value.requests.length > 0 && (counts.wait ?? 0) + (counts.prioritized ?? 0) >= context.config.highWaterJobs) return 'queue_full';
+    if (value.requests.length > 0 && (await countWaitingJobs(context.queue)) >= context.config.highWaterJobs) return 'queue_full';
 
     const batchId = await context.batches.create({
       name: value.name ?? `webhook ${webhookId}`,

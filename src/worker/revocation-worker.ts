@@ -29,7 +29,7 @@ import type { RateGate } from '../limiter/rate-gate.js';
 import { REVOCATION_QUEUE, type Keys } from '../queue/keys.js';
 import { classOf, limiterPriority } from '../queue/priority.js';
 import type { AttemptRecord, RevocationJobData } from '../queue/revocation-job.js';
-import type { Outcome, ResultRecord } from '../results/result-record.js';
+import { OUTCOMES, type Outcome, type ResultRecord } from '../results/result-record.js';
 import type { ResultStore } from '../results/result-store.js';
 import { backoffMs, type BackoffOptions } from './backoff.js';
 import { TtlCache } from './state-cache.js';
@@ -159,7 +159,7 @@ export class RevocationWorker {
     const now = Date.now();
     const seconds = Math.max(0.001, (now - this.lastSummaryAtMs) / 1_000);
     const counts = Object.fromEntries(this.summary);
-    const finished = ['deleted', 'inactivated', 'not_found', 'failed', 'cancelled'].reduce((sum, key) => sum + (this.summary.get(key as JobEnd) ?? 0), 0);
+    const finished = OUTCOMES.reduce((sum, outcome) => sum + (this.summary.get(outcome) ?? 0), 0);
     this.deps.log.info({ counts, finishedPerSecond: Math.round(finished / seconds), ratePerSecond: Math.round(this.deps.gate.ratePerSecond()) }, 'progress');
     this.summary = new Map();
     this.lastSummaryAtMs = now;
@@ -200,7 +200,7 @@ export class RevocationWorker {
     const device: DeviceRef = { mqttInstanceId: data.mqttInstanceId, caSn: data.caSn, deviceSn: data.deviceSn };
     try {
       const result = await this.deps.api.revoke(device, data.action);
-      this.reportAdmitted();
+      this.deps.adaptive?.record(false);
       this.deps.onCall?.({ action: data.action, code: 'OK', outcome: 'success', latencyMs: Date.now() - startedAt.getTime() });
       const attempt: AttemptRecord = { at: new Date().toISOString(), code: 'OK', httpStatus: 200, requestId: result.requestId, counted: true, uncertain: false, message: '' };
       return this.finish(job, data.action === 'delete' ? 'deleted' : 'inactivated', attempt, null, firstAttemptAt);
@@ -208,7 +208,7 @@ export class RevocationWorker {
       const failure = describeApiFailure(error);
       const verdict = classifyFailure(failure);
       this.deps.onCall?.({ action: data.action, code: failure.code, outcome: verdict.action, latencyMs: Date.now() - startedAt.getTime() });
-      if (verdict.action !== 'throttle') this.reportAdmitted();
+      this.deps.adaptive?.record(verdict.action === 'throttle');
       const counted = verdict.action !== 'throttle' && verdict.action !== 'fatal_for_batch' && verdict.action !== 'fatal_for_credentials';
       const attempt: AttemptRecord = {
         at: new Date().toISOString(),
@@ -227,7 +227,6 @@ export class RevocationWorker {
           return this.finish(job, 'not_found', attempt, null, firstAttemptAt);
         }
         case 'throttle': {
-          void this.deps.adaptive?.reportThrottled().catch(() => undefined);
           const throttles = this.trailingThrottles(data.history) + 1;
           return this.retryLater(job, token, attempt, firstAttemptAt, backoffMs(throttles, this.options.throttleRetry), 'throttled');
         }
@@ -248,12 +247,6 @@ export class RevocationWorker {
           return this.park(job, token, attempt, firstAttemptAt);
       }
     }
-  }
-
-  /** Counts a call the API did not throttle, so the adaptive rate knows the fraction admitted. */
-  private reportAdmitted(): void {
-    if (this.deps.adaptive === null) return;
-    void this.deps.adaptive.reportAdmitted().catch(() => undefined);
   }
 
   private countedAttempts(history: AttemptRecord[]): number {

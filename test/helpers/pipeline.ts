@@ -4,10 +4,13 @@
  */
 import { pino, type Logger } from 'pino';
 import { resolveConfig, type Config } from '../../src/config/config.js';
-import { DEMO_ACCOUNT, type EmulatorHandle } from '../../src/emulator/index.js';
-import { Enqueuer, type EnqueueItem } from '../../src/producer/enqueuer.js';
-import type { Context } from '../../src/runtime/context.js';
-import { TEST_REDIS_URL } from './redis.js';
+import { DEMO_ACCOUNT, startEmulator, type EmulatorHandle, type EmulatorOptions } from '../../src/emulator/index.js';
+import type { InputItem } from '../../src/producer/device-request.js';
+import { Enqueuer } from '../../src/producer/enqueuer.js';
+import { openContext, type Context } from '../../src/runtime/context.js';
+import { startWorkerRuntime, type WorkerRuntime } from '../../src/runtime/worker-runtime.js';
+import type { RevocationWorkerDeps } from '../../src/worker/revocation-worker.js';
+import { TEST_REDIS_URL, removePrefix, uniquePrefix } from './redis.js';
 
 /** Environment for a revoker process talking to `emulator` under `prefix`. */
 export function testEnv(prefix: string, emulator: EmulatorHandle, extra: Record<string, string> = {}): Record<string, string> {
@@ -45,7 +48,43 @@ export async function enqueueDevices(
 ): Promise<string> {
   const action = options.action ?? 'delete';
   const batchId = await context.batches.create({ name: options.name ?? 'test', source: 'csv', action, createdBy: 'test' });
-  const items: EnqueueItem[] = devices.map((device, index) => ({ kind: 'device', request: { ...device, line: index + 2 } }));
+  const items: InputItem[] = devices.map((device, index) => ({ kind: 'device', request: { ...device, line: index + 2 } }));
   await new Enqueuer(context.queue, context.batches, context.results).enqueue(batchId, action, items);
   return batchId;
+}
+
+/** An in-process emulator, a context and one in-process worker, over a fresh key prefix. */
+export interface Pipeline {
+  emulator: EmulatorHandle;
+  context: Context;
+  runtime: WorkerRuntime;
+  /** The environment a spawned revoker process needs to join this pipeline. */
+  env: Record<string, string>;
+  /** Stops the worker, the context and the emulator, and removes the prefix's keys. */
+  close(): Promise<void>;
+}
+
+/** Starts a `Pipeline` labelled `label`; `env` adds to or overrides `testEnv`. */
+export async function startPipeline(
+  label: string,
+  options: { emulator?: Partial<EmulatorOptions>; env?: Record<string, string>; onCall?: RevocationWorkerDeps['onCall'] } = {},
+): Promise<Pipeline> {
+  const prefix = uniquePrefix(label);
+  const emulator = await startEmulator(options.emulator ?? {});
+  const env = testEnv(prefix, emulator, options.env);
+  const config = testConfig(prefix, emulator, options.env);
+  const context = openContext(config, `test-${label}`);
+  const runtime = await startWorkerRuntime(config, quietLogger(), options.onCall ? { onCall: options.onCall } : {});
+  return {
+    emulator,
+    context,
+    runtime,
+    env,
+    async close() {
+      await runtime.close();
+      await context.close();
+      await emulator.stop();
+      await removePrefix(prefix);
+    },
+  };
 }

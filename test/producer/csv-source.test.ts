@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { CsvInputError } from '../../src/producer/csv-input-error.js';
 import { canonicalHeaderName, readDeviceCsv } from '../../src/producer/csv-source.js';
-import type { CsvItem, CsvSourceOptions } from '../../src/producer/csv-source.js';
+import type { CsvSourceOptions } from '../../src/producer/csv-source.js';
+import type { InputItem } from '../../src/producer/device-request.js';
 
 const I = 'mqtt-cn-0pp1ldu0a01';
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
@@ -25,8 +26,8 @@ async function* chunked(data: Buffer, size: number): AsyncGenerator<Buffer> {
 async function collect(
   input: NodeJS.ReadableStream | AsyncIterable<Buffer | string>,
   options: CsvSourceOptions = {},
-): Promise<CsvItem[]> {
-  const items: CsvItem[] = [];
+): Promise<InputItem[]> {
+  const items: InputItem[] = [];
   for await (const item of readDeviceCsv(input, options)) items.push(item);
   return items;
 }
@@ -34,7 +35,7 @@ async function collect(
 type Row = [string, number, string, string?, string?];
 
 /** A compact, assertion-friendly view: devices as [device, line, sn, ca, instance], rejections as [rejected, line, reason, sn?]. */
-function rows(items: CsvItem[]): Row[] {
+function rows(items: InputItem[]): Row[] {
   return items.map((item): Row => {
     if (item.kind === 'device') {
       const { line, deviceSn, caSn, mqttInstanceId } = item.request;
@@ -58,7 +59,7 @@ async function readEveryWay(data: Buffer, options: CsvSourceOptions = {}): Promi
 }
 
 async function refusal(input: AsyncIterable<Buffer | string>, options: CsvSourceOptions = {}): Promise<CsvInputError> {
-  const seen: CsvItem[] = [];
+  const seen: InputItem[] = [];
   try {
     for await (const item of readDeviceCsv(input, options)) seen.push(item);
   } catch (error) {

@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/config.js';
 import { CsvInputError } from '../../src/producer/csv-input-error.js';
-import { readDeviceCsv, type CsvItem, type CsvSourceOptions } from '../../src/producer/csv-source.js';
+import { readDeviceCsv, type CsvSourceOptions } from '../../src/producer/csv-source.js';
+import type { InputItem } from '../../src/producer/device-request.js';
 import { openContext, type Context } from '../../src/runtime/context.js';
 import { spawnTs } from '../helpers/processes.js';
 import { removePrefix, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
@@ -53,14 +54,14 @@ async function* chunked(data: Buffer, size = 64 * 1024): AsyncGenerator<Buffer> 
   }
 }
 
-async function collect(input: Buffer | AsyncIterable<Buffer>, options: CsvSourceOptions = DEFAULTS, chunkSize?: number): Promise<CsvItem[]> {
-  const items: CsvItem[] = [];
+async function collect(input: Buffer | AsyncIterable<Buffer>, options: CsvSourceOptions = DEFAULTS, chunkSize?: number): Promise<InputItem[]> {
+  const items: InputItem[] = [];
   for await (const item of readDeviceCsv(Buffer.isBuffer(input) ? chunked(input, chunkSize) : input, options)) items.push(item);
   return items;
 }
 
 /** Serials of the accepted devices and [line, reason] of the rejected rows. */
-function summary(items: CsvItem[]): { devices: [number, string][]; rejected: [number, string][] } {
+function summary(items: InputItem[]): { devices: [number, string][]; rejected: [number, string][] } {
   const devices: [number, string][] = [];
   const rejected: [number, string][] = [];
   for (const item of items) {
@@ -71,7 +72,7 @@ function summary(items: CsvItem[]): { devices: [number, string][]; rejected: [nu
 }
 
 async function refusal(input: Buffer | AsyncIterable<Buffer>, options: CsvSourceOptions = DEFAULTS): Promise<CsvInputError> {
-  const seen: CsvItem[] = [];
+  const seen: InputItem[] = [];
   try {
     for await (const item of readDeviceCsv(Buffer.isBuffer(input) ? chunked(input) : input, options)) seen.push(item);
   } catch (error) {
