@@ -6,37 +6,28 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
-import { openContext, type Context } from '../../src/runtime/context.js';
-import { startWorkerRuntime, type WorkerRuntime } from '../../src/runtime/worker-runtime.js';
-import { quietLogger, testConfig, testEnv } from '../helpers/pipeline.js';
+import { generateDevices, type EmulatorHandle } from '../../src/emulator/index.js';
+import type { Context } from '../../src/runtime/context.js';
+import { startPipeline, type Pipeline } from '../helpers/pipeline.js';
 import { spawnTs } from '../helpers/processes.js';
-import { removePrefix, uniquePrefix } from '../helpers/redis.js';
 
 const INSTANCE = 'mqtt-cn-clitest01';
 const CA = 'ca00000000clitest';
 
 describe('revoker CLI', () => {
-  const prefix = uniquePrefix('cli');
+  let pipeline: Pipeline;
   let emulator: EmulatorHandle;
   let context: Context;
-  let runtime: WorkerRuntime;
   let dir: string;
   let env: Record<string, string>;
 
   beforeAll(async () => {
-    emulator = await startEmulator({ latency: { medianMs: 2, p99Ms: 10 } });
-    env = testEnv(prefix, emulator, { RATE_LIMIT_PER_SECOND: '300', MAX_ATTEMPTS: '2' });
-    const config = testConfig(prefix, emulator, { RATE_LIMIT_PER_SECOND: '300', MAX_ATTEMPTS: '2' });
-    context = openContext(config, 'test-cli');
-    runtime = await startWorkerRuntime(config, quietLogger());
+    pipeline = await startPipeline('cli', { emulator: { latency: { medianMs: 2, p99Ms: 10 } }, env: { RATE_LIMIT_PER_SECOND: '300', MAX_ATTEMPTS: '2' } });
+    ({ emulator, context, env } = pipeline);
     dir = await mkdtemp(join(tmpdir(), 'revoker-cli-'));
   });
   afterAll(async () => {
-    await runtime?.close();
-    await context?.close();
-    await emulator?.stop();
-    await removePrefix(prefix);
+    await pipeline?.close();
     await rm(dir, { recursive: true, force: true });
   });
 

@@ -3,39 +3,29 @@
  * leaving another CA's devices alone; an unknown CA fails the preflight and enqueues nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
-import { openContext, type Context } from '../../src/runtime/context.js';
-import { startWorkerRuntime, type WorkerRuntime } from '../../src/runtime/worker-runtime.js';
-import { quietLogger, testConfig, testEnv } from '../helpers/pipeline.js';
+import { generateDevices, type EmulatorHandle } from '../../src/emulator/index.js';
+import type { Context } from '../../src/runtime/context.js';
+import { startPipeline, type Pipeline } from '../helpers/pipeline.js';
 import { spawnTs } from '../helpers/processes.js';
-import { removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
+import { waitFor } from '../helpers/redis.js';
 
 const INSTANCE = 'mqtt-cn-enqueueca1';
 const CA_A = 'ca00000000000aaaa';
 const CA_B = 'ca00000000000bbbb';
 
 describe('revoker enqueue-ca', () => {
-  const prefix = uniquePrefix('enqca');
+  let pipeline: Pipeline;
   let emulator: EmulatorHandle;
   let context: Context;
-  let runtime: WorkerRuntime;
   let env: Record<string, string>;
 
   beforeAll(async () => {
     const underA = generateDevices({ mqttInstanceId: INSTANCE, caSn: CA_A, count: 2_500, prefix: 'a' });
     const underB = generateDevices({ mqttInstanceId: INSTANCE, caSn: CA_B, count: 400, prefix: 'b' });
-    emulator = await startEmulator({ devices: [...underA, ...underB], latency: { medianMs: 1, p99Ms: 5 } });
-    env = testEnv(prefix, emulator, { RATE_LIMIT_PER_SECOND: '500' });
-    const config = testConfig(prefix, emulator, { RATE_LIMIT_PER_SECOND: '500' });
-    context = openContext(config, 'test-enqueue-ca');
-    runtime = await startWorkerRuntime(config, quietLogger());
+    pipeline = await startPipeline('enqca', { emulator: { devices: [...underA, ...underB], latency: { medianMs: 1, p99Ms: 5 } }, env: { RATE_LIMIT_PER_SECOND: '500' } });
+    ({ emulator, context, env } = pipeline);
   });
-  afterAll(async () => {
-    await runtime?.close();
-    await context?.close();
-    await emulator?.stop();
-    await removePrefix(prefix);
-  });
+  afterAll(() => pipeline?.close());
 
   it('revokes exactly the devices under the named CA', async () => {
     const child = spawnTs('src/cli/main.ts', ['enqueue-ca', '--instance', INSTANCE, '--ca-sn', CA_A, '--json'], env);

@@ -8,12 +8,11 @@ import { createServer, type Server } from 'node:http';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BatchEventBody } from '../../src/events/batch-event.js';
-import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
+import { generateDevices, type EmulatorHandle } from '../../src/emulator/index.js';
 import { Enqueuer } from '../../src/producer/enqueuer.js';
-import { openContext, type Context } from '../../src/runtime/context.js';
-import { startWorkerRuntime, type WorkerRuntime } from '../../src/runtime/worker-runtime.js';
-import { enqueueDevices, quietLogger, testConfig } from '../helpers/pipeline.js';
-import { removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
+import type { Context } from '../../src/runtime/context.js';
+import { enqueueDevices, startPipeline, type Pipeline } from '../helpers/pipeline.js';
+import { waitFor } from '../helpers/redis.js';
 
 const SECRET = `whsec_${randomBytes(24).toString('base64')}`;
 
@@ -24,10 +23,9 @@ interface Received {
 }
 
 describe('completion events', () => {
-  const prefix = uniquePrefix('events');
+  let pipeline: Pipeline;
   let emulator: EmulatorHandle;
   let context: Context;
-  let runtime: WorkerRuntime;
   let receiver: Server;
   let receiverUrl: string;
   let posts = 0;
@@ -58,17 +56,15 @@ describe('completion events', () => {
     await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', () => resolve()));
     const address = receiver.address();
     receiverUrl = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
-    emulator = await startEmulator({ latency: { medianMs: 2, p99Ms: 10 } });
-    const config = testConfig(prefix, emulator, { RATE_LIMIT_PER_SECOND: '200', EVENTS_URL: `${receiverUrl}/default`, EVENTS_SECRET: SECRET, EVENTS_RETRY_BASE_MS: '100' });
-    context = openContext(config, 'test-events');
-    runtime = await startWorkerRuntime(config, quietLogger());
+    pipeline = await startPipeline('events', {
+      emulator: { latency: { medianMs: 2, p99Ms: 10 } },
+      env: { RATE_LIMIT_PER_SECOND: '200', EVENTS_URL: `${receiverUrl}/default`, EVENTS_SECRET: SECRET, EVENTS_RETRY_BASE_MS: '100' },
+    });
+    ({ emulator, context } = pipeline);
   });
   afterAll(async () => {
-    await runtime?.close();
-    await context?.close();
-    await emulator?.stop();
+    await pipeline?.close();
     await new Promise<void>((resolve) => receiver?.close(() => resolve()));
-    await removePrefix(prefix);
   });
 
   it('delivers exactly the expected events, signed, after failed first deliveries', async () => {

@@ -3,35 +3,26 @@
  * real worker. Every kind of outcome lands in the right record, dead letter and counter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
-import { openContext, type Context } from '../../src/runtime/context.js';
-import { startWorkerRuntime, type WorkerRuntime } from '../../src/runtime/worker-runtime.js';
+import { generateDevices, type EmulatorHandle } from '../../src/emulator/index.js';
+import type { Context } from '../../src/runtime/context.js';
 import type { ResultRecord } from '../../src/results/result-record.js';
-import { enqueueDevices, quietLogger, testConfig } from '../helpers/pipeline.js';
-import { removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
+import { enqueueDevices, startPipeline, type Pipeline } from '../helpers/pipeline.js';
+import { waitFor } from '../helpers/redis.js';
 
 const INSTANCE = 'mqtt-cn-outcomes01';
 const CA = 'ca00000000outcomes';
 
 describe('revocation outcomes', () => {
-  const prefix = uniquePrefix('outcomes');
+  let pipeline: Pipeline;
   let emulator: EmulatorHandle;
   let context: Context;
-  let runtime: WorkerRuntime;
 
   beforeAll(async () => {
-    emulator = await startEmulator({ latency: { medianMs: 2, p99Ms: 10 } });
-    const config = testConfig(prefix, emulator, { RATE_LIMIT_PER_SECOND: '200', MAX_ATTEMPTS: '3', MQTT_API_TIMEOUT_MS: '300' });
-    context = openContext(config, 'test-outcomes');
-    runtime = await startWorkerRuntime(config, quietLogger());
+    pipeline = await startPipeline('outcomes', { emulator: { latency: { medianMs: 2, p99Ms: 10 } }, env: { RATE_LIMIT_PER_SECOND: '200', MAX_ATTEMPTS: '3', MQTT_API_TIMEOUT_MS: '300' } });
+    ({ emulator, context } = pipeline);
   });
 
-  afterAll(async () => {
-    await runtime?.close();
-    await context?.close();
-    await emulator?.stop();
-    await removePrefix(prefix);
-  });
+  afterAll(() => pipeline?.close());
 
   async function records(batchId: string): Promise<Map<string, ResultRecord>> {
     const out = new Map<string, ResultRecord>();

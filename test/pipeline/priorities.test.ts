@@ -4,36 +4,27 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Batch } from '../../src/batches/batch.js';
-import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
+import { generateDevices, type EmulatorHandle } from '../../src/emulator/index.js';
 import { Enqueuer } from '../../src/producer/enqueuer.js';
 import type { BatchPriority } from '../../src/queue/priority.js';
-import { openContext, type Context } from '../../src/runtime/context.js';
-import { startWorkerRuntime, type WorkerRuntime } from '../../src/runtime/worker-runtime.js';
-import { quietLogger, testConfig } from '../helpers/pipeline.js';
-import { removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
+import type { Context } from '../../src/runtime/context.js';
+import { startPipeline, type Pipeline } from '../helpers/pipeline.js';
+import { waitFor } from '../helpers/redis.js';
 
 const RATE = 300;
 const INSTANCE = 'mqtt-cn-priority01';
 const CA = 'ca000000priority';
 
 describe('batch priorities', () => {
-  const prefix = uniquePrefix('prio');
+  let pipeline: Pipeline;
   let emulator: EmulatorHandle;
   let context: Context;
-  let runtime: WorkerRuntime;
 
   beforeAll(async () => {
-    emulator = await startEmulator({ latency: { medianMs: 10, p99Ms: 40 } });
-    const config = testConfig(prefix, emulator, { RATE_LIMIT_PER_SECOND: String(RATE) });
-    context = openContext(config, 'test-prio');
-    runtime = await startWorkerRuntime(config, quietLogger());
+    pipeline = await startPipeline('prio', { emulator: { latency: { medianMs: 10, p99Ms: 40 } }, env: { RATE_LIMIT_PER_SECOND: String(RATE) } });
+    ({ emulator, context } = pipeline);
   });
-  afterAll(async () => {
-    await runtime?.close();
-    await context?.close();
-    await emulator?.stop();
-    await removePrefix(prefix);
-  });
+  afterAll(() => pipeline?.close());
 
   async function batchOf(label: string, count: number, priority: BatchPriority): Promise<{ id: string; startedAtMs: number }> {
     const devices = generateDevices({ mqttInstanceId: INSTANCE, caSn: CA, count, prefix: label });

@@ -2,33 +2,26 @@
  * A worker's /metrics after a small batch: calls by outcome and code, latency, throttled, rate.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
-import { openContext, type Context } from '../../src/runtime/context.js';
+import { generateDevices, type EmulatorHandle } from '../../src/emulator/index.js';
+import type { Context } from '../../src/runtime/context.js';
 import { startWorkerMetrics, type WorkerMetricsEndpoint } from '../../src/runtime/worker-metrics-server.js';
-import { startWorkerRuntime, type WorkerRuntime } from '../../src/runtime/worker-runtime.js';
-import { enqueueDevices, quietLogger, testConfig } from '../helpers/pipeline.js';
-import { removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
+import { enqueueDevices, quietLogger, startPipeline, type Pipeline } from '../helpers/pipeline.js';
+import { waitFor } from '../helpers/redis.js';
 
 describe('worker metrics', () => {
-  const prefix = uniquePrefix('wmetrics');
   let emulator: EmulatorHandle;
   let context: Context;
-  let runtime: WorkerRuntime;
+  let pipeline: Pipeline | undefined;
   let endpoint: WorkerMetricsEndpoint;
 
   beforeAll(async () => {
-    emulator = await startEmulator({ latency: { medianMs: 2, p99Ms: 10 } });
-    const config = testConfig(prefix, emulator, { RATE_LIMIT_PER_SECOND: '250' });
-    context = openContext(config, 'test-wmetrics');
-    endpoint = await startWorkerMetrics(0, () => runtime?.gate.ratePerSecond() ?? 0, quietLogger(), '127.0.0.1');
-    runtime = await startWorkerRuntime(config, quietLogger(), { onCall: endpoint.onCall });
+    endpoint = await startWorkerMetrics(0, () => pipeline?.runtime.gate.ratePerSecond() ?? 0, quietLogger(), '127.0.0.1');
+    pipeline = await startPipeline('wmetrics', { emulator: { latency: { medianMs: 2, p99Ms: 10 } }, env: { RATE_LIMIT_PER_SECOND: '250' }, onCall: endpoint.onCall });
+    ({ emulator, context } = pipeline);
   });
   afterAll(async () => {
-    await runtime?.close();
+    await pipeline?.close();
     await endpoint?.close();
-    await context?.close();
-    await emulator?.stop();
-    await removePrefix(prefix);
   });
 
   it('counts every call by action, code and outcome', async () => {
