@@ -1,6 +1,6 @@
 /**
- * The five onsmqtt certificate actions, as pure-ish functions of the registry and the request
- * parameters (RPC style: everything is in the query).
+ * The onsmqtt certificate actions (device and CA), as pure-ish functions of the registry and
+ * the request parameters (RPC style: everything is in the query).
  */
 import { caDetailsOf, deviceContentOf, deviceNameOf, type DeviceRecord, type DeviceRegistry } from './device-registry.js';
 import { apiError, type ApiError } from './api-error.js';
@@ -15,6 +15,9 @@ export const ACTION_NAMES = [
   'GetDeviceCertificate',
   'ListDeviceCertificateByCaSn',
   'GetCaCertificate',
+  'InactivateCaCertificate',
+  'ActiveCaCertificate',
+  'DeleteCaCertificate',
 ] as const;
 
 /** One of the implemented actions. */
@@ -78,11 +81,14 @@ function deviceSummary(device: DeviceRecord): Record<string, string> {
   };
 }
 
-/** The instance/CA/device parameters of a call, for its record (GetCaCertificate's `Sn` is the CA). */
+/** The actions on a CA, which name it `Sn` (with `MqttInstanceId`). */
+const CA_ACTIONS = new Set<string>(['GetCaCertificate', 'InactivateCaCertificate', 'ActiveCaCertificate', 'DeleteCaCertificate']);
+
+/** The instance/CA/device parameters of a call, for its record (the CA actions' `Sn` is the CA). */
 export function callTarget(action: string, params: ReadonlyMap<string, string>): { mqttInstanceId: string; caSn: string; deviceSn: string } {
   return {
     mqttInstanceId: params.get('MqttInstanceId') ?? '',
-    caSn: (action === 'GetCaCertificate' ? params.get('Sn') : params.get('CaSn')) ?? '',
+    caSn: (CA_ACTIONS.has(action) ? params.get('Sn') : params.get('CaSn')) ?? '',
     deviceSn: params.get('DeviceSn') ?? '',
   };
 }
@@ -93,16 +99,35 @@ function checkInstance(context: ActionContext, mqttInstanceId: string): ActionOu
   return undefined;
 }
 
+function runCaAction(action: ActionName, context: ActionContext): ActionOutcome {
+  const { params, registry } = context;
+  const mqttInstanceId = requiredParam(params, 'MqttInstanceId');
+  const sn = requiredParam(params, 'Sn');
+  const refused = checkInstance(context, mqttInstanceId);
+  if (refused) return refused;
+  const ca = registry.getCa(mqttInstanceId, sn);
+  if (!ca) return failure('FindCaBySnError');
+  switch (action) {
+    case 'GetCaCertificate':
+      return { ok: true, body: { Data: caDetailsOf(ca) } };
+    case 'DeleteCaCertificate':
+      // Documented: the CA's device certificates are deleted with it.
+      registry.deleteCa(mqttInstanceId, sn);
+      break;
+    case 'InactivateCaCertificate':
+    case 'ActiveCaCertificate':
+      // Setting the status it already has succeeds too (an emulator choice: nothing documents an error).
+      ca.status = action === 'ActiveCaCertificate' ? '1' : '0';
+      break;
+    default:
+      throw new Error(`${action} is not a CA action`);
+  }
+  return { ok: true, body: { Sn: sn } };
+}
+
 function runUnchecked(action: ActionName, context: ActionContext): ActionOutcome {
   const { params, registry } = context;
-  if (action === 'GetCaCertificate') {
-    const mqttInstanceId = requiredParam(params, 'MqttInstanceId');
-    const sn = requiredParam(params, 'Sn');
-    const refused = checkInstance(context, mqttInstanceId);
-    if (refused) return refused;
-    const ca = registry.getCa(mqttInstanceId, sn);
-    return ca ? { ok: true, body: { Data: caDetailsOf(ca) } } : failure('FindCaBySnError');
-  }
+  if (CA_ACTIONS.has(action)) return runCaAction(action, context);
   if (action === 'ListDeviceCertificateByCaSn') {
     const mqttInstanceId = requiredParam(params, 'MqttInstanceId');
     const caSn = requiredParam(params, 'CaSn');
@@ -135,6 +160,8 @@ function runUnchecked(action: ActionName, context: ActionContext): ActionOutcome
     case 'GetDeviceCertificate':
       // The real API answers under `Data` (checked against its documentation's example).
       return { ok: true, body: { Data: { ...deviceSummary(device), DeviceContent: deviceContentOf(device) } } };
+    default:
+      throw new Error(`${action} is not a device action`);
   }
 }
 

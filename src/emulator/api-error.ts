@@ -27,6 +27,8 @@ const CATALOGUE: Record<string, [number, string]> = {
   'InvalidAction.NotFound': [404, 'Specified api is not found, please check your url and method.'],
   InvalidVersion: [400, 'Specified parameter Version is not valid.'],
   'Throttling.User': [400, 'Request was denied due to user flow control.'],
+  // Emulator choice: the block of a source IP above its limit is documented, its answer is not.
+  'Forbidden.IpBlocked': [403, 'The source IP address called above its limit and is blocked for a while.'],
   RequestEntityTooLarge: [413, 'The request body is too large.'],
   ServiceUnavailable: [503, 'The request has failed due to a temporary failure of the server.'],
   InternalError: [500, 'The request processing has failed due to some unknown error, exception or failure.'],

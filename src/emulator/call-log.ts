@@ -7,8 +7,13 @@ export interface CallRecord {
   atMs: number;
   /** x-acs-action as sent ("" if absent). */
   action: string;
-  /** Credential from the Authorization header ("" if none could be read). */
+  /**
+   * Credential from the Authorization header ("" if none could be read). Not verified for a
+   * request refused by the source IP block, which is answered before authentication.
+   */
   accessKeyId: string;
+  /** The address the request came from (IPv4-mapped IPv6 written as IPv4). */
+  sourceIp: string;
   mqttInstanceId: string;
   caSn: string;
   deviceSn: string;

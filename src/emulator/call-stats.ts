@@ -4,6 +4,37 @@
  */
 import { SlidingWindowCounter } from './sliding-window.js';
 import type { CallRecord } from './call-log.js';
+import type { SourceIpVerdict } from './source-ip-guard.js';
+
+/** Statistics of one source IP address (see `IpLimitOptions`). */
+export interface SourceIpStats {
+  /** API requests that arrived from the address. */
+  calls: number;
+  /** Those the source IP check let through (to authentication). */
+  admitted: number;
+  /** Largest number of requests from the address in any sliding 1000 ms window. */
+  busiestSecond: number;
+  /** Whether the address is blocked now. */
+  blocked: boolean;
+  /** End of the block in force (ms since the epoch), null when not blocked. */
+  blockedUntilMs: number | null;
+  /** Requests answered with the block answer (the ones that started a block included). */
+  blockedCalls: number;
+  /** How many times the address was blocked. */
+  blockCount: number;
+}
+
+/** Statistics of one action of one account (the unit of the API's 500 calls/s). */
+export interface AccountActionStats {
+  /** Authenticated calls that reached the account's rate limit. */
+  calls: number;
+  /** Those it admitted. */
+  admitted: number;
+  /** Those it refused with Throttling.User. */
+  throttled: number;
+  /** Largest number of calls in any sliding 1000 ms window (admitted or not). */
+  busiestSecond: number;
+}
 
 /** What `stats()` and `GET /_emulator/stats` return. */
 export interface EmulatorStats {
@@ -36,6 +67,28 @@ export interface EmulatorStats {
   callsPerSecond: number;
   /** TCP connections the server accepted (keep-alive reuse keeps this small). */
   connectionsAccepted: number;
+  /** Per source IP address (IPv4-mapped IPv6 written as IPv4); also counted with the limit off. */
+  bySourceIp: Record<string, SourceIpStats>;
+  /**
+   * Per account (its accountId, else the AccessKey id), per action. Calls refused before the
+   * rate limit (authentication, source IP block) are not in it.
+   */
+  byAccountAction: Record<string, Record<string, AccountActionStats>>;
+}
+
+interface SourceIpCounts {
+  calls: number;
+  admitted: number;
+  blockedCalls: number;
+  blockCount: number;
+  window: SlidingWindowCounter;
+}
+
+interface AccountActionCounts {
+  calls: number;
+  admitted: number;
+  throttled: number;
+  window: SlidingWindowCounter;
 }
 
 function bump(counts: Record<string, number>, key: string): void {
@@ -67,6 +120,41 @@ export class CallStats {
   private firstAtMs: number | null = null;
   private lastAtMs: number | null = null;
   private connectionsAccepted = 0;
+  private readonly sourceIps = new Map<string, SourceIpCounts>();
+  /** Account → action → counts. */
+  private readonly accountActions = new Map<string, Map<string, AccountActionCounts>>();
+
+  /** A request from `ip` was decided by the source IP check (whether the limit is on or off). */
+  recordSourceIp(ip: string, atMs: number, verdict: SourceIpVerdict): void {
+    let counts = this.sourceIps.get(ip);
+    if (!counts) {
+      counts = { calls: 0, admitted: 0, blockedCalls: 0, blockCount: 0, window: new SlidingWindowCounter(1000) };
+      this.sourceIps.set(ip, counts);
+    }
+    counts.calls += 1;
+    counts.window.record(atMs);
+    if (verdict === 'admitted') counts.admitted += 1;
+    else counts.blockedCalls += 1;
+    if (verdict === 'newly_blocked') counts.blockCount += 1;
+  }
+
+  /** An authenticated call met the rate limit of its account and action. */
+  recordAccountAction(account: string, action: string, atMs: number, admitted: boolean): void {
+    let byAction = this.accountActions.get(account);
+    if (!byAction) {
+      byAction = new Map();
+      this.accountActions.set(account, byAction);
+    }
+    let counts = byAction.get(action);
+    if (!counts) {
+      counts = { calls: 0, admitted: 0, throttled: 0, window: new SlidingWindowCounter(1000) };
+      byAction.set(action, counts);
+    }
+    counts.calls += 1;
+    counts.window.record(atMs);
+    if (admitted) counts.admitted += 1;
+    else counts.throttled += 1;
+  }
 
   /** A call arrived (before authentication). */
   recordArrival(atMs: number, accessKeyId: string): void {
@@ -97,7 +185,33 @@ export class CallStats {
     this.connectionsAccepted += 1;
   }
 
-  snapshot(): EmulatorStats {
+  /**
+   * The statistics now. `blocks` are the source IP blocks in force (address → end in ms), which
+   * the guard owns; an address blocked before a reset is listed even with no request since.
+   */
+  snapshot(blocks: ReadonlyMap<string, number> = new Map()): EmulatorStats {
+    const bySourceIp: Record<string, SourceIpStats> = {};
+    for (const [ip, counts] of this.sourceIps) {
+      const until = blocks.get(ip);
+      bySourceIp[ip] = {
+        calls: counts.calls,
+        admitted: counts.admitted,
+        busiestSecond: counts.window.max,
+        blocked: until !== undefined,
+        blockedUntilMs: until ?? null,
+        blockedCalls: counts.blockedCalls,
+        blockCount: counts.blockCount,
+      };
+    }
+    for (const [ip, until] of blocks) {
+      bySourceIp[ip] ??= { calls: 0, admitted: 0, busiestSecond: 0, blocked: true, blockedUntilMs: until, blockedCalls: 0, blockCount: 0 };
+    }
+    const byAccountAction: Record<string, Record<string, AccountActionStats>> = {};
+    for (const [account, byAction] of this.accountActions) {
+      byAccountAction[account] = Object.fromEntries(
+        [...byAction].map(([action, c]) => [action, { calls: c.calls, admitted: c.admitted, throttled: c.throttled, busiestSecond: c.window.max }]),
+      );
+    }
     const maxByKey = (map: Map<string, SlidingWindowCounter>): Record<string, number> =>
       Object.fromEntries([...map].map(([key, window]) => [key, window.max]));
     const spanSeconds = this.firstAtMs === null || this.lastAtMs === null ? 0 : (this.lastAtMs - this.firstAtMs) / 1000;
@@ -117,6 +231,8 @@ export class CallStats {
       lastAtMs: this.lastAtMs,
       callsPerSecond: spanSeconds > 0 ? this.admitted / spanSeconds : this.admitted,
       connectionsAccepted: this.connectionsAccepted,
+      bySourceIp,
+      byAccountAction,
     };
   }
 
@@ -136,5 +252,7 @@ export class CallStats {
     this.firstAtMs = null;
     this.lastAtMs = null;
     this.connectionsAccepted = 0;
+    this.sourceIps.clear();
+    this.accountActions.clear();
   }
 }

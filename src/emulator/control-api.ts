@@ -6,14 +6,24 @@
  * GET  /_emulator/health                          {ok: true}
  * GET  /_emulator/stats                           EmulatorStats
  * POST /_emulator/reset                           forget calls and statistics
- * POST /_emulator/config   {ratePerSecond?, faults?, latency?}   → the settings now in force
- * POST /_emulator/devices  {devices: [{mqttInstanceId, caSn, deviceSn, status?}]}
+ * POST /_emulator/config   {ratePerSecond?, faults?, latency?, ipLimit?}   → the settings now in force
+ * POST /_emulator/devices  {devices: [{mqttInstanceId, caSn, deviceSn, status?}]}   (registers or re-registers)
  * GET  /_emulator/devices?mqttInstanceId=&caSn=    {total, devices: [...]}
+ * POST /_emulator/cas      {cas: [{mqttInstanceId, caSn, status?}]}
+ * GET  /_emulator/cas?mqttInstanceId=              {total, cas: [{mqttInstanceId, caSn, status, devices}]}
  * POST /_emulator/script   {deviceSn, steps: [...]}   (see EmulatorHandle.script)
+ * POST /_emulator/ip-blocks/clear  {ip?}           lift source IP blocks → {cleared}
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EmulatorHandle } from './emulator-server.js';
-import { EmulatorOptionsError, type EmulatorDeviceSeed, type FaultOptions, type LatencyOptions } from './emulator-options.js';
+import {
+  EmulatorOptionsError,
+  type EmulatorCaSeed,
+  type EmulatorDeviceSeed,
+  type FaultOptions,
+  type IpLimitOptions,
+  type LatencyOptions,
+} from './emulator-options.js';
 import { invalidScriptStep, type ScriptStep } from './faults.js';
 import { parseQueryPairs } from './signature-verifier.js';
 
@@ -47,17 +57,35 @@ function nonEmptyString(value: unknown, name: string): string {
   return value;
 }
 
+function optionalStatus(value: unknown, name: string): { status?: '0' | '1' } {
+  if (value === undefined) return {};
+  if (value !== '0' && value !== '1') throw new BadControlRequest(`${name} must be "0" or "1"`);
+  return { status: value };
+}
+
+function caSeeds(value: unknown): EmulatorCaSeed[] {
+  if (!Array.isArray(value)) throw new BadControlRequest('cas must be an array');
+  return value.map((item: unknown, i) => {
+    if (item === null || typeof item !== 'object') throw new BadControlRequest(`cas[${i}] must be an object`);
+    const { mqttInstanceId, caSn, status } = item as Record<string, unknown>;
+    return {
+      mqttInstanceId: nonEmptyString(mqttInstanceId, `cas[${i}].mqttInstanceId`),
+      caSn: nonEmptyString(caSn, `cas[${i}].caSn`),
+      ...optionalStatus(status, `cas[${i}].status`),
+    };
+  });
+}
+
 function deviceSeeds(value: unknown): EmulatorDeviceSeed[] {
   if (!Array.isArray(value)) throw new BadControlRequest('devices must be an array');
   return value.map((item: unknown, i) => {
     if (item === null || typeof item !== 'object') throw new BadControlRequest(`devices[${i}] must be an object`);
     const { mqttInstanceId, caSn, deviceSn, status } = item as Record<string, unknown>;
-    if (status !== undefined && status !== '0' && status !== '1') throw new BadControlRequest(`devices[${i}].status must be "0" or "1"`);
     return {
       mqttInstanceId: nonEmptyString(mqttInstanceId, `devices[${i}].mqttInstanceId`),
       caSn: nonEmptyString(caSn, `devices[${i}].caSn`),
       deviceSn: nonEmptyString(deviceSn, `devices[${i}].deviceSn`),
-      ...(status === undefined ? {} : { status }),
+      ...optionalStatus(status, `devices[${i}].status`),
     };
   });
 }
@@ -77,15 +105,18 @@ function route(handle: EmulatorHandle, method: string, pathname: string, rawQuer
       // Check everything before changing anything, so a bad request changes nothing.
       const faults = optionalObject<FaultOptions>(input.faults, 'faults');
       const latency = optionalObject<LatencyOptions>(input.latency, 'latency');
+      const ipLimit = optionalObject<IpLimitOptions>(input.ipLimit, 'ipLimit');
       const before = handle.settings();
       try {
         if (input.ratePerSecond !== undefined) handle.setRatePerSecond(input.ratePerSecond as number);
         if (faults) handle.setFaults(faults);
         if (latency) handle.setLatency(latency);
+        if (ipLimit) handle.setIpLimit(ipLimit);
       } catch (error) {
         handle.setRatePerSecond(before.ratePerSecond);
         handle.setFaults(before.faults);
         handle.setLatency(before.latency);
+        handle.setIpLimit(before.ipLimit);
         throw error;
       }
       return [200, handle.settings()];
@@ -106,6 +137,20 @@ function route(handle: EmulatorHandle, method: string, pathname: string, rawQuer
         status: d.status,
       }));
       return [200, { total: devices.length, devices }];
+    }
+    case 'POST /_emulator/cas': {
+      const seeds = caSeeds(parseJsonObject(body).cas);
+      for (const seed of seeds) handle.registry.addCa(seed.mqttInstanceId, seed.caSn, seed.status);
+      return [200, { added: seeds.length, total: [...handle.registry.cas()].length }];
+    }
+    case 'GET /_emulator/cas': {
+      const instanceId = new Map(parseQueryPairs(rawQuery)).get('mqttInstanceId') || undefined;
+      const cas = [...handle.registry.cas(instanceId)].map((ca) => ({ mqttInstanceId: ca.mqttInstanceId, caSn: ca.caSn, status: ca.status, devices: ca.devices.size }));
+      return [200, { total: cas.length, cas }];
+    }
+    case 'POST /_emulator/ip-blocks/clear': {
+      const { ip } = parseJsonObject(body);
+      return [200, { cleared: handle.clearIpBlocks(ip === undefined ? undefined : nonEmptyString(ip, 'ip')) }];
     }
     case 'POST /_emulator/script': {
       const input = parseJsonObject(body);

@@ -22,6 +22,8 @@ export interface DeviceRecord {
 export interface CaRecord {
   mqttInstanceId: string;
   caSn: string;
+  /** "1" active, "0" inactive (InactivateCaCertificate / ActiveCaCertificate). */
+  status: '0' | '1';
   devices: OrderedIndex<DeviceRecord>;
 }
 
@@ -51,7 +53,7 @@ export function caDetailsOf(ca: CaRecord): {
   Sn: string;
   CaName: string;
   CaContent: string;
-  Status: '1';
+  Status: '0' | '1';
   ValidBegin: string;
   ValidEnd: string;
   RegistrationCode: string;
@@ -62,7 +64,7 @@ export function caDetailsOf(ca: CaRecord): {
     Sn: ca.caSn,
     CaName: `ca-${ca.caSn.slice(0, 12)}`,
     CaContent: fakePem('CERTIFICATE', `ca/${ca.caSn}`),
-    Status: '1',
+    Status: ca.status,
     ValidBegin: VALID_BEGIN_MS,
     ValidEnd: VALID_END_MS,
     RegistrationCode: `${code.slice(0, 8)}-${code.slice(8, 12)}-${code.slice(12, 16)}-${code.slice(16, 20)}-${code.slice(20, 44)}`,
@@ -80,16 +82,48 @@ export class DeviceRegistry {
     if (!this.instances.has(mqttInstanceId)) this.instances.set(mqttInstanceId, new Map());
   }
 
-  /** Registers a CA under an instance, creating the instance if needed. */
-  addCa(mqttInstanceId: string, caSn: string): CaRecord {
+  /**
+   * Registers a CA under an instance, creating the instance if needed. A new CA is active unless
+   * `status` says otherwise; for one that exists, `status` (when given) replaces its status.
+   */
+  addCa(mqttInstanceId: string, caSn: string, status?: '0' | '1'): CaRecord {
     this.addInstance(mqttInstanceId);
     const cas = this.instances.get(mqttInstanceId) as Map<string, CaRecord>;
     let ca = cas.get(caSn);
     if (!ca) {
-      ca = { mqttInstanceId, caSn, devices: new OrderedIndex<DeviceRecord>() };
+      ca = { mqttInstanceId, caSn, status: status ?? '1', devices: new OrderedIndex<DeviceRecord>() };
       cas.set(caSn, ca);
+    } else if (status !== undefined) {
+      ca.status = status;
     }
     return ca;
+  }
+
+  /** Sets a CA's status; returns the record, or undefined if it is not registered. */
+  setCaStatus(mqttInstanceId: string, caSn: string, status: '0' | '1'): CaRecord | undefined {
+    const ca = this.getCa(mqttInstanceId, caSn);
+    if (ca) ca.status = status;
+    return ca;
+  }
+
+  /**
+   * Removes a CA and every device certificate registered under it, as DeleteCaCertificate does.
+   * O(1) whatever the number of devices: the CA's index is dropped whole. Returns how many
+   * devices went with it, or undefined if the CA is not registered.
+   */
+  deleteCa(mqttInstanceId: string, caSn: string): number | undefined {
+    const ca = this.getCa(mqttInstanceId, caSn);
+    if (!ca) return undefined;
+    this.instances.get(mqttInstanceId)?.delete(caSn);
+    this.deviceCount -= ca.devices.size;
+    return ca.devices.size;
+  }
+
+  /** CAs in registration order, optionally those of one instance. */
+  *cas(mqttInstanceId?: string): IterableIterator<CaRecord> {
+    for (const [instanceId, cas] of this.instances) {
+      if (mqttInstanceId === undefined || instanceId === mqttInstanceId) yield* cas.values();
+    }
   }
 
   /**

@@ -7,7 +7,14 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { parse } from 'csv-parse';
 import { pino } from 'pino';
 import { generateDevices } from './device-generator.js';
-import { DEMO_ACCOUNT, DEFAULT_EMULATOR_OPTIONS, type EmulatorDeviceSeed, type EmulatorOptions } from './emulator-options.js';
+import {
+  API_IP_LIMIT_PER_SECOND,
+  DEMO_ACCOUNT,
+  DEFAULT_EMULATOR_OPTIONS,
+  DEFAULT_IP_LIMIT_OPTIONS,
+  type EmulatorDeviceSeed,
+  type EmulatorOptions,
+} from './emulator-options.js';
 import { startEmulator, type EmulatorHandle } from './emulator-server.js';
 
 /** The flags of `revoker emulator`, as commander hands them over (already parsed). */
@@ -28,6 +35,12 @@ export interface EmulatorCommandFlags {
   faultNonjson: number;
   accessKeyId?: string;
   accessKeySecret?: string;
+  /** Per source IP calls/s; 0 turns the check off. */
+  ipLimit: number;
+  ipBlockSeconds: number;
+  ipBlockStatus: number;
+  ipBlockCode: string;
+  ipBlockBody?: string;
 }
 
 /** Default instance and CA for generated devices. */
@@ -51,6 +64,17 @@ function numberArgument(flag: string, min: number, max: number): (value: string)
       throw new InvalidArgumentError(`${flag} must be a number from ${min} to ${max}, got '${value}'.`);
     }
     return parsed;
+  };
+}
+
+function jsonArgument(flag: string): (value: string) => string {
+  return (value) => {
+    try {
+      JSON.parse(value);
+    } catch {
+      throw new InvalidArgumentError(`${flag} must be JSON, got '${value}'.`);
+    }
+    return value;
   };
 }
 
@@ -111,6 +135,11 @@ export async function emulatorOptionsFromFlags(flags: EmulatorCommandFlags, env:
     // The generated CA exists even with --devices 0, so listing it answers an empty page.
     cas: [{ mqttInstanceId: flags.instance, caSn: flags.caSn }],
     devices,
+    ipLimitPerSecond: flags.ipLimit === 0 ? null : flags.ipLimit,
+    ipBlockSeconds: flags.ipBlockSeconds,
+    ipBlockStatus: flags.ipBlockStatus,
+    ipBlockCode: flags.ipBlockCode,
+    ipBlockBody: flags.ipBlockBody ?? null,
   };
 }
 
@@ -122,7 +151,13 @@ export async function runEmulatorCommand(flags: EmulatorCommandFlags): Promise<E
   const settings = handle.settings();
   // Never the secret: only the key id, which is not sensitive on its own.
   logger.info(
-    { url: handle.url, devices: handle.registry.count(), ratePerSecond: settings.ratePerSecond, accessKeyId: options.accounts?.[0]?.accessKeyId },
+    {
+      url: handle.url,
+      devices: handle.registry.count(),
+      ratePerSecond: settings.ratePerSecond,
+      ipLimitPerSecond: settings.ipLimit.ipLimitPerSecond,
+      accessKeyId: options.accounts?.[0]?.accessKeyId,
+    },
     `emulator listening on ${handle.url} with ${handle.registry.count()} device certificates`,
   );
   const shutdown = (signal: NodeJS.Signals): void => {
@@ -149,7 +184,17 @@ export function registerEmulatorCommand(program: Command): Command {
     .description('run the local onsmqtt API emulator (for tests, demos and benchmarks)')
     .option('--port <n>', 'TCP port (0 picks a free one)', integerArgument('--port', 0, 65_535), 8787)
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
-    .option('--rate-limit <n>', 'calls per second admitted per AccessKey (sliding 1 s window)', integerArgument('--rate-limit', 1, 1_000_000), 500)
+    .option('--rate-limit <n>', 'calls per second admitted per account and action (sliding 1 s window)', integerArgument('--rate-limit', 1, 1_000_000), 500)
+    .option(
+      '--ip-limit <n>',
+      'requests per second from one source IP before it is blocked (sliding 1 s window; 0 = off)',
+      integerArgument('--ip-limit', 0, 1_000_000),
+      API_IP_LIMIT_PER_SECOND,
+    )
+    .option('--ip-block-seconds <s>', 'how long a source IP stays blocked', numberArgument('--ip-block-seconds', 0, 86_400), DEFAULT_IP_LIMIT_OPTIONS.ipBlockSeconds)
+    .option('--ip-block-status <n>', 'HTTP status of the block answer', integerArgument('--ip-block-status', 200, 599), DEFAULT_IP_LIMIT_OPTIONS.ipBlockStatus)
+    .option('--ip-block-code <code>', 'Code of the block answer', DEFAULT_IP_LIMIT_OPTIONS.ipBlockCode)
+    .option('--ip-block-body <json>', 'the whole body of the block answer, verbatim (JSON)', jsonArgument('--ip-block-body'))
     .option('--devices <n>', 'generate this many device certificates under --instance/--ca-sn', integerArgument('--devices', 0, 10_000_000), 0)
     .option('--instance <id>', 'instance of generated devices (and CSV rows without one)', DEFAULT_EMULATOR_INSTANCE)
     .option('--ca-sn <sn>', 'CA of generated devices (and CSV rows without one)', DEFAULT_EMULATOR_CA_SN)

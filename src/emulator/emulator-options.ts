@@ -12,6 +12,12 @@ export interface EmulatorAccount {
    * `x-acs-security-token` (signed), as a real STS credential must.
    */
   securityToken?: string;
+  /**
+   * The Alibaba Cloud account the key belongs to. The API's budgets are per account, so keys
+   * with the same accountId (a key rotation, RAM users of one account) share them. A key
+   * without one is an account of its own, named after its AccessKey id.
+   */
+  accountId?: string;
 }
 
 /** A device certificate to register at start (or later through the handle / control API). */
@@ -27,6 +33,8 @@ export interface EmulatorDeviceSeed {
 export interface EmulatorCaSeed {
   mqttInstanceId: string;
   caSn: string;
+  /** "1" active (the default), "0" inactive (as after InactivateCaCertificate). */
+  status?: '0' | '1';
 }
 
 /** Response-time distribution: log-normal, so most calls are quick and a few are slow. */
@@ -60,8 +68,38 @@ export interface FaultOptions {
   timeoutDelayMs: number;
 }
 
+/**
+ * The per source IP address limit. The API documents 300 calls/s per source IP and that an
+ * address going above it is blocked (拉黑), not throttled; the answer, the duration and what
+ * counts are undocumented, so they are all settable. The emulator's reading: every API request
+ * from the address counts (every action, every key, whatever its outcome, counted before
+ * authentication as a gateway in front of the API would, and requests refused by the block
+ * too, so an address that keeps calling above the limit while blocked is blocked again as soon
+ * as the block ends). Control routes (`/_emulator/*`) do not count.
+ */
+export interface IpLimitOptions {
+  /**
+   * A request arriving when this many requests from the same address arrived in the preceding
+   * 1000 ms (sliding window) blocks the address for `ipBlockSeconds`. null turns the check off:
+   * the library default, so in-process tests are not limited; `revoker emulator` defaults to
+   * the real API's 300.
+   */
+  ipLimitPerSecond: number | null;
+  /**
+   * How long a block lasts, in seconds (fractions allowed). The request that triggers it and
+   * every request from the address until it ends get the block answer and change nothing.
+   */
+  ipBlockSeconds: number;
+  /** HTTP status of the block answer. */
+  ipBlockStatus: number;
+  /** `Code` of the block answer (its body is `{RequestId, HostId, Code, Message, Recommend}`). */
+  ipBlockCode: string;
+  /** When not null, the whole body of the block answer, sent verbatim; must be JSON. */
+  ipBlockBody: string | null;
+}
+
 /** Everything `startEmulator` accepts. */
-export interface EmulatorOptions {
+export interface EmulatorOptions extends IpLimitOptions {
   /** TCP port on 127.0.0.1 (or `host`); 0 picks a free one. */
   port: number;
   /** Interface to listen on. */
@@ -69,8 +107,10 @@ export interface EmulatorOptions {
   /** AccessKeys that may call the API. */
   accounts: EmulatorAccount[];
   /**
-   * Per AccessKey id: a call arriving when this many calls were admitted in the preceding
-   * 1000 ms (sliding window) is refused with HTTP 400 `Throttling.User` and does nothing.
+   * Per account (`EmulatorAccount.accountId`, else the AccessKey id) AND per action, as the API
+   * documents its 500 calls/s: a call arriving when this many calls of the same action were
+   * admitted for the same account in the preceding 1000 ms (sliding window) is refused with
+   * HTTP 400 `Throttling.User` and does nothing.
    */
   ratePerSecond: number;
   /** Added response time. */
@@ -100,8 +140,22 @@ export const DEMO_ACCOUNT: Readonly<EmulatorAccount> = Object.freeze({
   accessKeySecret: 'emulator-secret-not-for-production',
 });
 
+/** Defaults of the per source IP limit (off in the library). */
+export const DEFAULT_IP_LIMIT_OPTIONS: Readonly<IpLimitOptions> = Object.freeze({
+  ipLimitPerSecond: null,
+  // Undocumented; a minute is what API gateways commonly use for an abuse block.
+  ipBlockSeconds: 60,
+  ipBlockStatus: 403,
+  ipBlockCode: 'Forbidden.IpBlocked',
+  ipBlockBody: null,
+});
+
+/** The per source IP limit of the real API (DESIGN §1), the default of `revoker emulator`. */
+export const API_IP_LIMIT_PER_SECOND = 300;
+
 /** Defaults for every option. */
 export const DEFAULT_EMULATOR_OPTIONS: Readonly<EmulatorOptions> = Object.freeze({
+  ...DEFAULT_IP_LIMIT_OPTIONS,
   port: 0,
   host: '127.0.0.1',
   accounts: [{ ...DEMO_ACCOUNT }],
@@ -176,6 +230,33 @@ export function resolveRatePerSecond(value: unknown): number {
   return checkNumber('ratePerSecond', value, 1, 1_000_000, true);
 }
 
+/** Checks and completes the per source IP limit on top of `base`. */
+export function resolveIpLimit(partial: Partial<IpLimitOptions> | undefined, base: IpLimitOptions): IpLimitOptions {
+  const limit: IpLimitOptions = {
+    ipLimitPerSecond: partial?.ipLimitPerSecond === undefined ? base.ipLimitPerSecond : partial.ipLimitPerSecond,
+    ipBlockSeconds: partial?.ipBlockSeconds ?? base.ipBlockSeconds,
+    ipBlockStatus: partial?.ipBlockStatus ?? base.ipBlockStatus,
+    ipBlockCode: partial?.ipBlockCode ?? base.ipBlockCode,
+    ipBlockBody: partial?.ipBlockBody === undefined ? base.ipBlockBody : partial.ipBlockBody,
+  };
+  if (limit.ipLimitPerSecond !== null) checkNumber('ipLimitPerSecond', limit.ipLimitPerSecond, 1, 1_000_000, true);
+  checkNumber('ipBlockSeconds', limit.ipBlockSeconds, 0, 86_400, false);
+  // 2xx is allowed on purpose: some gateways answer a block with 200 and an error body.
+  checkNumber('ipBlockStatus', limit.ipBlockStatus, 200, 599, true);
+  if (typeof limit.ipBlockCode !== 'string' || limit.ipBlockCode === '') {
+    throw new EmulatorOptionsError(`ipBlockCode must be a non-empty string, got ${JSON.stringify(limit.ipBlockCode)}`);
+  }
+  if (limit.ipBlockBody !== null) {
+    try {
+      if (typeof limit.ipBlockBody !== 'string') throw new TypeError('not a string');
+      JSON.parse(limit.ipBlockBody);
+    } catch {
+      throw new EmulatorOptionsError(`ipBlockBody must be JSON, got ${JSON.stringify(limit.ipBlockBody)}`);
+    }
+  }
+  return limit;
+}
+
 /** Fills in defaults and checks every value; throws `EmulatorOptionsError` naming the bad one. */
 export function resolveEmulatorOptions(partial: Partial<EmulatorOptions> = {}): EmulatorOptions {
   const options: EmulatorOptions = {
@@ -183,6 +264,7 @@ export function resolveEmulatorOptions(partial: Partial<EmulatorOptions> = {}): 
     ...partial,
     latency: resolveLatency(partial.latency, DEFAULT_EMULATOR_OPTIONS.latency),
     faults: resolveFaults(partial.faults, DEFAULT_EMULATOR_OPTIONS.faults),
+    ...resolveIpLimit(partial, DEFAULT_IP_LIMIT_OPTIONS),
     accounts: (partial.accounts ?? DEFAULT_EMULATOR_OPTIONS.accounts).map((a) => ({ ...a })),
     devices: partial.devices ?? [],
     instances: partial.instances ?? [],
@@ -196,6 +278,9 @@ export function resolveEmulatorOptions(partial: Partial<EmulatorOptions> = {}): 
   for (const [i, account] of options.accounts.entries()) {
     if (!account.accessKeyId || !account.accessKeySecret) {
       throw new EmulatorOptionsError(`accounts[${i}] needs a non-empty accessKeyId and accessKeySecret`);
+    }
+    if (account.accountId !== undefined && (typeof account.accountId !== 'string' || account.accountId === '')) {
+      throw new EmulatorOptionsError(`accounts[${i}].accountId must be a non-empty string when given`);
     }
   }
   return options;

@@ -12,63 +12,28 @@ import { once } from 'node:events';
 import { API_VERSION, callTarget, isActionName, runAction, type ActionOutcome } from './api-actions.js';
 import { apiError, errorBody, type ApiError } from './api-error.js';
 import { CallLog, type CallRecord } from './call-log.js';
-import { CallStats, type EmulatorStats } from './call-stats.js';
+import { CallStats } from './call-stats.js';
 import { handleControlRequest } from './control-api.js';
 import { DeviceRegistry } from './device-registry.js';
+import type { EmulatorHandle } from './emulator-handle.js';
 import {
   resolveEmulatorOptions,
   resolveFaults,
+  resolveIpLimit,
   resolveLatency,
   resolveRatePerSecond,
-  type EmulatorAccount,
   type EmulatorOptions,
   type FaultOptions,
   type LatencyOptions,
 } from './emulator-options.js';
 import { decideFault, decisionForStep, type FaultDecision, type ScriptStep } from './faults.js';
 import { sampleLatencyMs } from './latency.js';
-import { RequestAuthenticator, type AccountState } from './request-authenticator.js';
-import { parseQueryPairs } from './signature-verifier.js';
+import { RequestAuthenticator } from './request-authenticator.js';
+import { parseAuthorization, parseQueryPairs } from './signature-verifier.js';
 import { SlidingWindowLimiter } from './sliding-window.js';
+import { normaliseSourceIp, SourceIpGuard } from './source-ip-guard.js';
 
-/** A running emulator. */
-export interface EmulatorHandle {
-  /** `http://127.0.0.1:PORT` */
-  readonly url: string;
-  /** `127.0.0.1:PORT`, what the SDK's `endpoint` option takes. */
-  readonly endpoint: string;
-  readonly port: number;
-  /** The live registry: inspect or change it directly. */
-  readonly registry: DeviceRegistry;
-  /** Every call recorded so far (a copy), oldest first. */
-  calls(): CallRecord[];
-  /** Running statistics. */
-  stats(): EmulatorStats;
-  /** Forgets recorded calls and statistics (not the registry, scripts or settings). */
-  resetStats(): void;
-  /**
-   * Scripts the next calls naming this DeviceSn: one step is consumed per call, then calls
-   * behave normally again. Replaces any script left for the device.
-   */
-  script(deviceSn: string, steps: readonly ScriptStep[]): void;
-  setRatePerSecond(ratePerSecond: number): void;
-  setFaults(faults: Partial<FaultOptions>): void;
-  setLatency(latency: Partial<LatencyOptions>): void;
-  /** The settings in force now. */
-  settings(): { ratePerSecond: number; faults: FaultOptions; latency: LatencyOptions };
-  /** Adds (or replaces) an account at run time. */
-  addAccount(account: EmulatorAccount): void;
-  /** Disables or re-enables an AccessKey: inactive keys get `InvalidAccessKeyId.Inactive`. */
-  setAccountState(accessKeyId: string, state: AccountState): void;
-  /** Pretends the server clock is off by this much (x-acs-date checks only). */
-  setClockOffsetMs(offsetMs: number): void;
-  /** Makes this key get `MqttOwnerCheckError` on this instance. */
-  denyInstance(accessKeyId: string, mqttInstanceId: string): void;
-  /** Undoes `denyInstance`. */
-  allowInstance(accessKeyId: string, mqttInstanceId: string): void;
-  /** Closes every socket (kept-alive and held ones too) and timer; resolves when closed. */
-  stop(): Promise<void>;
-}
+export type { EmulatorHandle, EmulatorSettings } from './emulator-handle.js';
 
 // API requests have empty bodies; anything this large is not one of ours.
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -80,15 +45,29 @@ const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 const BAD_GATEWAY_HTML =
   '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>Tengine</center>\r\n</body>\r\n</html>\r\n';
 
+const JSON_CONTENT_TYPE = 'application/json;charset=utf-8';
+
 /** A pending timer that `stop()` must clear. */
 type Timer = ReturnType<typeof setTimeout>;
+
+/** An API request whose body has been read. */
+interface ArrivedRequest {
+  /** When its first byte was handled (ms since the epoch). */
+  arrivalMs: number;
+  sourceIp: string;
+  pathname: string;
+  rawQuery: string;
+  body: Buffer;
+}
 
 class Emulator {
   readonly registry = new DeviceRegistry();
   readonly stats = new CallStats();
   readonly log: CallLog;
   readonly authenticator: RequestAuthenticator;
+  /** Keyed by account and action, the unit of the API's per-second budgets. */
   private readonly limiter = new SlidingWindowLimiter(1000);
+  readonly ipGuard: SourceIpGuard;
   private readonly scripts = new Map<string, ScriptStep[]>();
   private readonly denied = new Set<string>();
   private readonly timers = new Set<Timer>();
@@ -104,8 +83,10 @@ class Emulator {
     this.latency = options.latency;
     this.log = new CallLog(options.maxRecordedCalls);
     this.authenticator = new RequestAuthenticator(options.accounts, options.clockSkewToleranceMs);
+    // resolveIpLimit picks the limit's own fields out of the (already checked) options.
+    this.ipGuard = new SourceIpGuard(resolveIpLimit(undefined, options));
     for (const instanceId of options.instances) this.registry.addInstance(instanceId);
-    for (const ca of options.cas) this.registry.addCa(ca.mqttInstanceId, ca.caSn);
+    for (const ca of options.cas) this.registry.addCa(ca.mqttInstanceId, ca.caSn, ca.status);
     this.registry.addDevices(options.devices);
     this.server = createServer({ keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) => this.onRequest(req, res));
     this.server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1000;
@@ -161,6 +142,8 @@ class Emulator {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const arrivalMs = Date.now();
+    // Read now: a socket destroyed before the body ends no longer knows its peer.
+    const sourceIp = normaliseSourceIp(req.socket.remoteAddress);
     const rawUrl = req.url ?? '/';
     const q = rawUrl.indexOf('?');
     const pathname = q < 0 ? rawUrl : rawUrl.slice(0, q);
@@ -184,21 +167,21 @@ class Emulator {
         handleControlRequest(this.handle, req, res, pathname, rawQuery, body);
         return;
       }
-      this.onApiCall(req, res, arrivalMs, pathname, rawQuery, body);
+      this.onApiCall(req, res, { arrivalMs, sourceIp, pathname, rawQuery, body });
     });
   }
 
-  private onApiCall(req: IncomingMessage, res: ServerResponse, arrivalMs: number, pathname: string, rawQuery: string, body: Buffer): void {
+  private onApiCall(req: IncomingMessage, res: ServerResponse, request: ArrivedRequest): void {
+    const { arrivalMs, sourceIp, pathname, rawQuery, body } = request;
     const requestId = randomUUID().toUpperCase();
     const action = (req.headers['x-acs-action'] as string | undefined) ?? '';
-    const auth = this.authenticator.authenticate({ method: req.method ?? 'GET', pathname, rawQuery, headers: req.headers, body, nowMs: arrivalMs });
-    this.stats.recordArrival(arrivalMs, auth.accessKeyId);
-    // Decoded exactly as the signature check decoded them; a repeated name keeps its last value.
+    // Decoded exactly as the signature check decodes them; a repeated name keeps its last value.
     const params = new Map(parseQueryPairs(rawQuery));
     const record: CallRecord = {
       atMs: arrivalMs,
       action,
-      accessKeyId: auth.accessKeyId,
+      accessKeyId: '',
+      sourceIp,
       ...callTarget(action, params),
       httpStatus: 0,
       code: '',
@@ -206,12 +189,29 @@ class Emulator {
       applied: false,
       fault: 'none',
     };
+    // The source IP check stands in front of everything, as a gateway's does: a blocked request
+    // is not authenticated (so it spends no nonce) and its key id is only read for the record.
+    const verdict = this.ipGuard.check(sourceIp, arrivalMs);
+    this.stats.recordSourceIp(sourceIp, arrivalMs, verdict);
+    if (verdict !== 'admitted') {
+      record.accessKeyId = parseAuthorization(String(req.headers.authorization ?? ''))?.accessKeyId ?? '';
+      this.stats.recordArrival(arrivalMs, record.accessKeyId);
+      const blocked = this.ipGuard.answer(requestId, this.hostId(req));
+      this.finish(record, blocked.httpStatus, blocked.code, false);
+      return this.send(res, blocked.httpStatus, JSON_CONTENT_TYPE, blocked.body, requestId);
+    }
+    const auth = this.authenticator.authenticate({ method: req.method ?? 'GET', pathname, rawQuery, headers: req.headers, body, nowMs: arrivalMs });
+    record.accessKeyId = auth.accessKeyId;
+    this.stats.recordArrival(arrivalMs, auth.accessKeyId);
     const refuse = (error: ApiError): void => {
       this.finish(record, error.httpStatus, error.code, false);
       this.sendJson(res, error.httpStatus, errorBody(error, requestId, this.hostId(req)), requestId);
     };
     if (!auth.ok) return refuse(auth.error);
-    if (!this.limiter.tryAdmit(auth.accessKeyId, arrivalMs, this.ratePerSecond)) return refuse(apiError('Throttling.User'));
+    const account = this.authenticator.accountOf(auth.accessKeyId);
+    const withinRate = this.limiter.tryAdmit(`${account}\n${action}`, arrivalMs, this.ratePerSecond);
+    this.stats.recordAccountAction(account, action, arrivalMs, withinRate);
+    if (!withinRate) return refuse(apiError('Throttling.User'));
     this.stats.recordAdmission(arrivalMs, auth.accessKeyId);
     if (req.headers['x-acs-version'] !== API_VERSION) return refuse(apiError('InvalidVersion'));
     if (!isActionName(action)) return refuse(apiError('InvalidAction.NotFound'));
@@ -305,7 +305,7 @@ class Emulator {
   }
 
   private sendJson(res: ServerResponse, status: number, body: unknown, requestId: string): void {
-    this.send(res, status, 'application/json;charset=utf-8', JSON.stringify(body), requestId);
+    this.send(res, status, JSON_CONTENT_TYPE, JSON.stringify(body), requestId);
   }
 
   private send(res: ServerResponse, status: number, contentType: string, text: string, requestId?: string): void {
@@ -332,7 +332,7 @@ class Emulator {
       port,
       registry: this.registry,
       calls: () => this.log.all(),
-      stats: () => this.stats.snapshot(),
+      stats: () => this.stats.snapshot(this.ipGuard.blocks(Date.now())),
       resetStats: () => {
         this.stats.reset();
         this.log.clear();
@@ -347,7 +347,9 @@ class Emulator {
       setLatency: (latency) => {
         this.latency = resolveLatency(latency, this.latency);
       },
-      settings: () => ({ ratePerSecond: this.ratePerSecond, faults: { ...this.faults }, latency: { ...this.latency } }),
+      setIpLimit: (ipLimit) => this.ipGuard.configure(resolveIpLimit(ipLimit, this.ipGuard.options)),
+      clearIpBlocks: (ip) => this.ipGuard.clear(ip),
+      settings: () => ({ ratePerSecond: this.ratePerSecond, faults: { ...this.faults }, latency: { ...this.latency }, ipLimit: this.ipGuard.options }),
       addAccount: (account) => this.authenticator.addAccount(account),
       setAccountState: (accessKeyId, state) => this.authenticator.setAccountState(accessKeyId, state),
       setClockOffsetMs: (offsetMs) => {

@@ -70,6 +70,14 @@ export class RequestAuthenticator {
     this.inactive.delete(account.accessKeyId);
   }
 
+  /**
+   * The account whose budgets a key's calls use: its accountId, else the key itself (a key
+   * without an account id is an account of its own).
+   */
+  accountOf(accessKeyId: string): string {
+    return this.accounts.get(accessKeyId)?.accountId ?? accessKeyId;
+  }
+
   /** Enables or disables a key at run time; throws for a key that is not configured. */
   setAccountState(accessKeyId: string, state: AccountState): void {
     if (!this.accounts.has(accessKeyId)) throw new Error(`no emulator account with AccessKey id ${accessKeyId}`);

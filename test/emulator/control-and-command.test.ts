@@ -131,6 +131,22 @@ describe('the emulator command', () => {
     expect(parseFlags([])).toMatchObject({ port: 8787, host: '127.0.0.1', rateLimit: 500, devices: 0, instance: DEFAULT_EMULATOR_INSTANCE, caSn: DEFAULT_EMULATOR_CA_SN });
   });
 
+  it('limits each source IP to the real API\'s 300 calls/s by default; --ip-limit 0 turns it off', async () => {
+    const defaults = await emulatorOptionsFromFlags(parseFlags([]), {});
+    expect(defaults).toMatchObject({ ipLimitPerSecond: 300, ipBlockSeconds: 60, ipBlockStatus: 403, ipBlockCode: 'Forbidden.IpBlocked', ipBlockBody: null });
+    expect((await emulatorOptionsFromFlags(parseFlags(['--ip-limit', '0']), {})).ipLimitPerSecond).toBeNull();
+    const custom = await emulatorOptionsFromFlags(
+      parseFlags(['--ip-limit', '5', '--ip-block-seconds', '1.5', '--ip-block-status', '429', '--ip-block-code', 'Throttling.Ip', '--ip-block-body', '{"Code":"X"}']),
+      {},
+    );
+    expect(custom).toMatchObject({ ipLimitPerSecond: 5, ipBlockSeconds: 1.5, ipBlockStatus: 429, ipBlockCode: 'Throttling.Ip', ipBlockBody: '{"Code":"X"}' });
+    const handle = (emulator = await startEmulator({ ...custom, port: 0 }));
+    expect(handle.settings().ipLimit).toEqual({ ipLimitPerSecond: 5, ipBlockSeconds: 1.5, ipBlockStatus: 429, ipBlockCode: 'Throttling.Ip', ipBlockBody: '{"Code":"X"}' });
+    expect(() => parseFlags(['--ip-block-body', '{nope'])).toThrow(/--ip-block-body must be JSON/);
+    expect(() => parseFlags(['--ip-block-status', '99'])).toThrow(/--ip-block-status must be an integer from 200 to 599/);
+    expect(() => parseFlags(['--ip-limit', '-1'])).toThrow(/--ip-limit/);
+  });
+
   it('refuses bad numbers with an error naming the flag', () => {
     expect(() => parseFlags(['--rate-limit', 'fast'])).toThrow(/--rate-limit must be an integer from 1 to 1000000, got 'fast'/);
     expect(() => parseFlags(['--fault-drop', '1.5'])).toThrow(/--fault-drop must be a number from 0 to 1, got '1.5'/);

@@ -17,6 +17,8 @@ import { DEMO_ACCOUNT } from '../../src/emulator/index.js';
  */
 /** Matches any string. */
 export const anyString = (): unknown => expect.any(String);
+/** Matches any number. */
+export const anyNumber = (): unknown => expect.any(Number);
 /** Matches a string matching `pattern`. */
 export const stringMatching = (pattern: RegExp): unknown => expect.stringMatching(pattern);
 /** Matches a string containing `part`. */
