@@ -16,7 +16,7 @@ export { spawnEmulator, spawnWorker, stopProcess, waitForWorkerStart, removePref
  * as production does (tsx's loader would add its own memory and start-up time).
  */
 export function useCompiledBuild(): void {
-  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
   process.env.REVOKER_SPAWN_COMPILED = '1';
 }
 
@@ -47,6 +47,23 @@ export interface EmulatorStatsView {
   firstAtMs: number | null;
   lastAtMs: number | null;
   byAction: Record<string, Record<string, number>>;
+  /** Per source IP: calls, the busiest sliding second, and blocks (the API blocks above 300/s). */
+  bySourceIp?: Record<string, { calls: number; busiestSecond: number; blockCount: number; blockedCalls: number }>;
+  /** Per account and API operation: the busiest sliding second and throttled calls. */
+  byAccountAction?: Record<string, Record<string, { calls: number; throttled: number; busiestSecond: number }>>;
+}
+
+/** The busiest second at any source IP, and how many blocks the emulator imposed. */
+export function perIpSummary(stats: EmulatorStatsView): { busiest: number; blocks: number; ips: string } {
+  const entries = Object.entries(stats.bySourceIp ?? {});
+  const busiest = Math.max(0, ...entries.map(([, ip]) => ip.busiestSecond));
+  const blocks = entries.reduce((sum, [, ip]) => sum + ip.blockCount, 0);
+  return { busiest, blocks, ips: entries.map(([address, ip]) => `${address} ${ip.busiestSecond}`).join(', ') };
+}
+
+/** The busiest second of one API operation over every account. */
+export function busiestForAction(stats: EmulatorStatsView, action: string): number {
+  return Math.max(0, ...Object.values(stats.byAccountAction ?? {}).map((actions) => actions[action]?.busiestSecond ?? 0));
 }
 
 /** CPU milliseconds (user + system) a process has used, from /proc. */

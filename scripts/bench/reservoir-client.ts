@@ -6,14 +6,12 @@
 import Bottleneck from 'bottleneck';
 import { Redis } from 'ioredis';
 import { CertificateApi } from '../../src/cloud/certificate-api.js';
-import { normaliseScriptErrors } from '../../src/limiter/bottleneck-rate-gate.js';
 
 const env = process.env;
 const rate = Number(env.RATE ?? 480);
 const durationMs = Number(env.DURATION_MS ?? 10_000);
 const redis = new Redis(env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
 const connection = new Bottleneck.IORedisConnection({ client: redis });
-normaliseScriptErrors(connection);
 const limiter = new Bottleneck({
   id: env.LIMITER_ID ?? 'bench-reservoir',
   datastore: 'ioredis',

@@ -5,8 +5,8 @@ import type { Queue } from 'bullmq';
 import { scanNodes, type RedisClient as Redis } from '../redis/redis-connection.js';
 import type { Keys } from '../queue/keys.js';
 import type { RevocationJobData } from '../queue/revocation-job.js';
-import { revocationJobId } from '../queue/job-id.js';
-import { jobPriority, type BatchPriority } from '../queue/priority.js';
+import { classOf, jobPriority, type BatchPriority } from '../queue/priority.js';
+import { moreUrgent } from '../queue/revocation-queue.js';
 import type { ResultStore } from '../results/result-store.js';
 import type { BatchStore } from './batch-store.js';
 
@@ -32,6 +32,8 @@ export class BatchControl {
   /**
    * Changes a batch's priority and moves its waiting jobs to the new class, at the position now
    * being served there (so an upgraded batch goes next, a downgraded one after what is waiting).
+   * A job other batches share is raised by an upgrade but never lowered: it runs at the most
+   * urgent of its subscribers' priorities.
    */
   async setPriority(batchId: string, priority: BatchPriority): Promise<ControlResult & { moved: number }> {
     const batch = await this.batches.get(batchId);
@@ -39,14 +41,20 @@ export class BatchControl {
     await this.batches.setPriority(batchId, priority);
     let position = await this.batches.servingPosition(priority);
     let moved = 0;
-    for await (const record of this.results.scan(batchId)) {
-      if (record.outcome !== 'pending') continue;
-      const job = await this.queue.getJob(revocationJobId(record, record.action));
-      if (job?.data.batchId !== batchId) continue;
-      const state = await job.getState();
-      if (state !== 'prioritized' && state !== 'delayed' && state !== 'waiting') continue;
-      await job.changePriority({ priority: jobPriority(priority, position++) }).catch(() => undefined);
-      moved += 1;
+    for await (const page of this.results.scanFields(batchId)) {
+      const pending = page.filter((entry) => entry.record.outcome === 'pending').map((entry) => entry.field);
+      // One round trip for the page's open jobs, then two per job (as before the ledger).
+      for (const jobId of await this.results.openJobs(pending)) {
+        if (jobId === null) continue;
+        const job = await this.queue.getJob(jobId);
+        if (job === undefined) continue;
+        const state = await job.getState();
+        if (state !== 'prioritized' && state !== 'delayed' && state !== 'waiting') continue;
+        // Never lower a job another batch shares: it runs at its most urgent subscriber's class.
+        if (!moreUrgent(priority, classOf(job.priority)) && (await this.results.subscribersOf(jobId)).some((other) => other !== batchId)) continue;
+        await job.changePriority({ priority: jobPriority(priority, position++) }).catch(() => undefined);
+        moved += 1;
+      }
     }
     return { ok: true, message: `priority ${priority}`, woken: 0, moved };
   }
@@ -69,7 +77,48 @@ export class BatchControl {
     return { ok, message: 'resumed', woken };
   }
 
-  /** Cancels a batch: its remaining devices are recorded `cancelled` without any call. */
+  /**
+   * Lifts every account-wide pause (the operator says the cause — credentials, permissions, a
+   * blocked source IP — is fixed): resumes the batches that the account pause paused, and wakes
+   * the parked jobs of every open batch, including batches started after the pause. This is the
+   * way out when the batch paused first has been cancelled since.
+   */
+  async resumeAccount(): Promise<{ lifted: string[]; resumed: string[]; woken: number }> {
+    const lifted = await this.accountPauseReasons();
+    await this.clearAccountPauses();
+    const resumed: string[] = [];
+    let woken = 0;
+    for (const batchId of await this.batches.openBatchIds()) {
+      const batch = await this.batches.get(batchId);
+      if (batch === null) continue;
+      if (batch.state === 'paused' && batch.reason !== null && lifted.includes(batch.reason) && (await this.batches.resume(batchId))) resumed.push(batchId);
+      woken += await this.wakeParked(batchId);
+    }
+    return { lifted, resumed, woken };
+  }
+
+  /** The reasons of the account-wide pauses in force. */
+  async accountPauseReasons(): Promise<string[]> {
+    const reasons: string[] = [];
+    for (const node of scanNodes(this.redis)) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', this.keys.accountPause('*'), 'COUNT', 100);
+        cursor = next;
+        for (const key of keys) {
+          const reason = await this.redis.hget(key, 'reason');
+          if (reason !== null) reasons.push(reason);
+        }
+      } while (cursor !== '0');
+    }
+    return reasons;
+  }
+
+  /**
+   * Cancels a batch: it leaves its revocations. Each device is recorded `cancelled` as its job
+   * next runs — unless an earlier call's answer was lost (then it gets the revocation's outcome,
+   * or one read decides) — while other batches that want the same devices still get them revoked.
+   */
   async cancel(batchId: string, reason = 'cancelled by an operator'): Promise<ControlResult> {
     const ok = await this.batches.cancel(batchId, reason);
     if (!ok) return { ok, message: await this.notOpen(batchId), woken: 0 };

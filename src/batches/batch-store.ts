@@ -4,10 +4,10 @@
 import { randomBytes } from 'node:crypto';
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import type { RevocationAction } from '../cloud/certificate-api.js';
-import { EMIT_EVENT_LUA } from '../events/batch-event.js';
 import type { Keys } from '../queue/keys.js';
 import { CLASS_BASE, CLASS_SPAN, parsePriority, positionOf, type BatchPriority } from '../queue/priority.js';
 import { OUTCOMES, type Outcome } from '../results/result-record.js';
+import { batchKeyList, loadScript, PRODUCER_HEARTBEAT_MS } from '../results/result-store.js';
 import type { Batch, BatchSource, BatchState } from './batch.js';
 
 /** Options of a new batch. */
@@ -25,6 +25,38 @@ export interface NewBatch {
 
 /** Unfinished states: a batch in one of these can still change. */
 const OPEN_STATES: readonly BatchState[] = ['enqueuing', 'running', 'paused'];
+
+type ScriptClient = Redis & {
+  revokerPauseBatch(n: number, batch: string, outbox: string, reason: string, now: string, marker: string): Promise<number>;
+  revokerResumeBatch(n: number, batch: string): Promise<number>;
+  revokerCancelBatch(n: number, ...args: string[]): Promise<number>;
+};
+
+/** Registers the batch scripts on a connection once. */
+function withScripts(redis: Redis): ScriptClient {
+  const client = redis as ScriptClient;
+  if (typeof client.revokerPauseBatch !== 'function') {
+    redis.defineCommand('revokerPauseBatch', { lua: loadScript(import.meta.url, 'lua/pause-batch.lua') });
+    redis.defineCommand('revokerResumeBatch', { lua: loadScript(import.meta.url, 'lua/resume-batch.lua') });
+    redis.defineCommand('revokerCancelBatch', { lua: loadScript(import.meta.url, 'lua/cancel-batch.lua') });
+  }
+  return client;
+}
+
+/** The field of a batch hash that records a pause caused by an instance error on `instance`. */
+export function instancePausedField(instance: string): string {
+  return `instancePaused:${instance}`;
+}
+
+/** What the worker's instance rule needs to know about one batch (see `BatchStore.instanceView`). */
+export interface InstanceView {
+  batchId: string;
+  state: BatchState | null;
+  /** The instance most of the batch's accepted devices are on (null when unknown). */
+  usualInstance: string | null;
+  /** An instance error on this instance paused the batch before (and so an operator resumed it since, if it runs). */
+  pausedBefore: boolean;
+}
 
 /** A new batch id: time-ordered (sortable by eye) and unguessable enough to not collide. */
 export function newBatchId(now: Date = new Date()): string {
@@ -51,6 +83,7 @@ export function parseBatch(hash: Record<string, string>): Batch | null {
     finishedAt: hash.finishedAt ?? null,
     state: (hash.state ?? 'running') as BatchState,
     reason: hash.reason ?? null,
+    inputNote: hash.inputNote ?? null,
     enqueued: hash.enqueued === '1',
     accepted: num(hash.accepted),
     rejected: num(hash.rejected),
@@ -63,17 +96,24 @@ export function parseBatch(hash: Record<string, string>): Batch | null {
 
 /** Reads and changes batches. */
 export class BatchStore {
+  private readonly scripts: ScriptClient;
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
-    /** How long a batch and its records are kept after creation. */
+    /** How long a batch and its records are kept after it finishes. */
     private readonly retentionDays: number,
-  ) {}
+  ) {
+    this.scripts = withScripts(redis);
+  }
 
-  /** Creates a batch in state `enqueuing` and returns its id. */
+  /**
+   * Creates a batch in state `enqueuing` and returns its id. It has no TTL while open: retention
+   * counts from its finish (`retentionSeconds` is kept in the hash for the scripts that finish
+   * it). Its producer heartbeat starts now (see `heartbeat`).
+   */
   async create(batch: NewBatch, id: string = newBatchId()): Promise<string> {
     const now = new Date();
-    const ttlSeconds = this.retentionDays * 86_400;
     await this.redis
       .multi()
       .hset(this.keys.batch(id), {
@@ -90,22 +130,41 @@ export class BatchStore {
         rejected: '0',
         duplicates: '0',
         done: '0',
+        retentionSeconds: String(this.retentionDays * 86_400),
         ...(batch.callbackUrl !== undefined ? { callbackUrl: batch.callbackUrl } : {}),
       })
       .zadd(this.keys.batchIndex(), now.getTime(), id)
+      .set(this.keys.producer(id), '1', 'PX', PRODUCER_HEARTBEAT_MS)
       .exec();
-    await this.expire(id, ttlSeconds);
     return id;
   }
 
-  /** Sets the retention TTL on the batch's keys (again after they are first written). */
+  /**
+   * Gives a finished batch's keys their retention TTL (again: keys written after the finish).
+   * Does nothing to an open batch, which never expires; the scripts that finish a batch apply the
+   * retention themselves.
+   */
   async expire(batchId: string, ttlSeconds: number = this.retentionDays * 86_400): Promise<void> {
+    const [finishedAt, stored] = await this.redis.hmget(this.keys.batch(batchId), 'finishedAt', 'retentionSeconds');
+    if (finishedAt === null) return;
+    const seconds = stored === null ? ttlSeconds : Number(stored);
     await this.redis
       .multi()
-      .expire(this.keys.batch(batchId), ttlSeconds)
-      .expire(this.keys.results(batchId), ttlSeconds)
-      .expire(this.keys.rejected(batchId), ttlSeconds)
+      .expire(this.keys.batch(batchId), seconds)
+      .expire(this.keys.results(batchId), seconds)
+      .expire(this.keys.rejected(batchId), seconds)
+      .expire(this.keys.instances(batchId), seconds)
       .exec();
+  }
+
+  /** Says the batch's producer is alive (a batch `enqueuing` without one is cut short by the reconciler). */
+  async heartbeat(batchId: string): Promise<void> {
+    await this.redis.set(this.keys.producer(batchId), '1', 'PX', PRODUCER_HEARTBEAT_MS);
+  }
+
+  /** True while the batch's producer heartbeat lasts. */
+  async producerAlive(batchId: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.producer(batchId))) === 1;
   }
 
   /** Reads a batch (O(1): one hash). */
@@ -142,70 +201,73 @@ export class BatchStore {
     return open;
   }
 
+  /** Ids of open batches and of cancelled ones whose devices are not all recorded yet (the reconciler's). */
+  async unfinishedBatchIds(limit = 10_000): Promise<string[]> {
+    const ids = await this.redis.zrevrange(this.keys.batchIndex(), 0, limit - 1);
+    const unfinished: string[] = [];
+    // One round trip per 500 batches: the reconciler asks every minute.
+    for (let start = 0; start < ids.length; start += 500) {
+      const page = ids.slice(start, start + 500);
+      const pipeline = this.redis.pipeline();
+      for (const id of page) pipeline.hmget(this.keys.batch(id), 'state', 'finishedAt');
+      const replies = (await pipeline.exec()) ?? [];
+      page.forEach((id, index) => {
+        const [state, finishedAt] = (replies[index]?.[1] ?? [null, null]) as (string | null)[];
+        if (state === null || state === undefined) return;
+        if (OPEN_STATES.includes(state as BatchState) || (state === 'cancelled' && finishedAt === null)) unfinished.push(id);
+      });
+    }
+    return unfinished;
+  }
+
+  /**
+   * What the instance rule needs of these batches: state, usual instance (the one most of its
+   * accepted devices are on) and whether an error on `instance` paused it before. One round trip.
+   */
+  async instanceView(batchIds: readonly string[], instance: string): Promise<InstanceView[]> {
+    if (batchIds.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const batchId of batchIds) {
+      pipeline.hmget(this.keys.batch(batchId), 'state', instancePausedField(instance));
+      pipeline.hgetall(this.keys.instances(batchId));
+    }
+    const replies = (await pipeline.exec()) ?? [];
+    return batchIds.map((batchId, index) => {
+      const [state, paused] = (replies[2 * index]?.[1] ?? [null, null]) as (string | null)[];
+      const counts = (replies[2 * index + 1]?.[1] ?? {}) as Record<string, string>;
+      let usualInstance: string | null = null;
+      let most = -1;
+      for (const [id, count] of Object.entries(counts)) {
+        if (Number(count) > most) {
+          most = Number(count);
+          usualInstance = id;
+        }
+      }
+      return { batchId, state: (state ?? null) as BatchState | null, usualInstance, pausedBefore: paused !== null && paused !== undefined };
+    });
+  }
+
   /**
    * Moves a batch to `paused` with a reason, if it is open. Returns false when it was not open
-   * (finished, cancelled or unknown).
+   * (finished, cancelled or unknown). `instance`: the pause is an instance error's on it.
    */
-  async pause(batchId: string, reason: string): Promise<boolean> {
-    const result = await this.redis.eval(
-      `${EMIT_EVENT_LUA}
-       local s = redis.call('HGET', KEYS[1], 'state')
-       if s == 'enqueuing' or s == 'running' or s == 'paused' then
-         redis.call('HSET', KEYS[1], 'state', 'paused', 'reason', ARGV[1], 'stateBeforePause', s == 'paused' and (redis.call('HGET', KEYS[1], 'stateBeforePause') or 'running') or s)
-         if s ~= 'paused' then emit(KEYS[1], KEYS[2], 'paused', ARGV[2]) end
-         return 1
-       end
-       return 0`,
-      2,
-      this.keys.batch(batchId),
-      this.keys.eventsOutbox(),
-      reason,
-      new Date().toISOString(),
-    );
-    return result === 1;
+  async pause(batchId: string, reason: string, instance?: string): Promise<boolean> {
+    const marker = instance === undefined ? '' : instancePausedField(instance);
+    return (await this.scripts.revokerPauseBatch(2, this.keys.batch(batchId), this.keys.eventsOutbox(), reason, new Date().toISOString(), marker)) === 1;
   }
 
   /** Resumes a paused batch. Returns false when it was not paused. */
   async resume(batchId: string): Promise<boolean> {
-    const result = await this.redis.eval(
-      `if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
-       local before = redis.call('HGET', KEYS[1], 'stateBeforePause') or 'running'
-       local reason = redis.call('HGET', KEYS[1], 'reason') or ''
-       -- Resuming after the not_found breaker means the operator checked: do not trip it again.
-       if string.sub(reason, 1, 17) == 'not_found breaker' then redis.call('HSET', KEYS[1], 'notFoundBreaker', 'off') end
-       if redis.call('HGET', KEYS[1], 'enqueued') == '1' then before = 'running' end
-       redis.call('HSET', KEYS[1], 'state', before)
-       redis.call('HDEL', KEYS[1], 'reason', 'stateBeforePause')
-       return 1`,
-      1,
-      this.keys.batch(batchId),
-    );
-    return result === 1;
+    return (await this.scripts.revokerResumeBatch(1, this.keys.batch(batchId))) === 1;
   }
 
-  /** Marks a batch cancelled (workers then record its remaining devices as `cancelled`). */
+  /**
+   * Marks a batch cancelled (its devices then leave their revocations, recorded `cancelled` where
+   * no call of revoker's can have changed them). It finishes at once if nothing is pending.
+   */
   async cancel(batchId: string, reason: string): Promise<boolean> {
-    const result = await this.redis.eval(
-      `${EMIT_EVENT_LUA}
-       local s = redis.call('HGET', KEYS[1], 'state')
-       if s == 'enqueuing' or s == 'running' or s == 'paused' then
-         redis.call('HSET', KEYS[1], 'state', 'cancelled', 'reason', ARGV[1])
-         local done = tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
-         local accepted = tonumber(redis.call('HGET', KEYS[1], 'accepted') or '0')
-         if redis.call('HGET', KEYS[1], 'enqueued') == '1' and done >= accepted then
-           redis.call('HSET', KEYS[1], 'finishedAt', ARGV[2])
-           emit(KEYS[1], KEYS[2], 'cancelled', ARGV[2])
-         end
-         return 1
-       end
-       return 0`,
-      2,
-      this.keys.batch(batchId),
-      this.keys.eventsOutbox(),
-      reason,
-      new Date().toISOString(),
-    );
-    return result === 1;
+    const keys = batchKeyList(this.keys, batchId);
+    return (await this.scripts.revokerCancelBatch(keys.length, ...keys, reason, new Date().toISOString())) === 1;
   }
 
   /** Adds rejected input rows to the batch's report and counter. */
@@ -244,12 +306,7 @@ export class BatchStore {
     await this.redis.hset(this.keys.batch(batchId), 'priority', priority);
   }
 
-  /** Parks a job of a paused batch so that resume can wake it. */
-  async park(batchId: string, jobId: string): Promise<void> {
-    await this.redis.sadd(this.keys.parked(batchId), jobId);
-  }
-
-  /** Takes up to `count` parked job ids of a batch. */
+  /** Takes up to `count` parked job ids of a batch (the worker parks them: `ResultStore.park`). */
   takeParked(batchId: string, count: number): Promise<string[]> {
     return this.redis.spop(this.keys.parked(batchId), count);
   }

@@ -27,8 +27,10 @@ export interface Batch {
   createdAt: string;
   finishedAt: string | null;
   state: BatchState;
-  /** Why the batch is paused or cancelled. */
+  /** Why the batch is paused or cancelled (or why its input ended early). */
   reason: string | null;
+  /** Set when the batch's input ended before its end: the producer stopped (see the reconciler). */
+  inputNote: string | null;
   /** True once every input row was read and enqueued. */
   enqueued: boolean;
   accepted: number;

@@ -1,14 +1,17 @@
 /**
- * `revoker status`, `report`, `batch …` and `dlq …`: what an operator uses during a run.
+ * `revoker status`, `batch …` and `dlq …`: what an operator uses during a run (`report` is in
+ * report-command.ts).
  */
-import { createWriteStream } from 'node:fs';
-import { once } from 'node:events';
 import type { Command } from 'commander';
 import type { Batch } from '../batches/batch.js';
+import { readBudgetRates, type BudgetRate } from '../limiter/budget-status.js';
 import { parsePriority } from '../queue/priority.js';
-import { reportLines, type ReportFormat } from '../results/report-writer.js';
 import type { Context } from '../runtime/context.js';
+import { describeBudgets } from './account-commands.js';
+import { auditCli } from './cli-actor.js';
 import { CliError, EXIT, withContext } from './cli-context.js';
+import { escapeControl, jsonForTerminal } from './terminal-text.js';
+import { controlCharacterProblem } from '../producer/free-text.js';
 import { ProgressLine } from './progress-line.js';
 
 /** True when every accepted device ended revoked or confirmed absent. */
@@ -21,8 +24,12 @@ export function batchFinished(batch: Batch): boolean {
   return batch.state === 'completed' || (batch.state === 'cancelled' && batch.finishedAt !== null);
 }
 
-/** One line a person reads. */
+/** One line a person reads; stored text in it (name, reason) has its control characters escaped. */
 export function describeBatch(batch: Batch, ratePerSecond: number | null): string {
+  return escapeControl(describeBatchRaw(batch, ratePerSecond));
+}
+
+function describeBatchRaw(batch: Batch, ratePerSecond: number | null): string {
   const c = batch.counts;
   const remaining = Math.max(0, batch.accepted - batch.done);
   const eta = ratePerSecond !== null && ratePerSecond > 0 && remaining > 0 && batch.state === 'running' ? `  eta ${Math.ceil(remaining / ratePerSecond)} s at ${Math.round(ratePerSecond)}/s` : '';
@@ -30,16 +37,23 @@ export function describeBatch(batch: Batch, ratePerSecond: number | null): strin
   const events = batch.eventsFailed > 0 ? `  completion events undelivered: ${batch.eventsFailed}` : '';
   return (
     `${batch.id} [${batch.state}${batch.enqueued ? '' : ', enqueuing'}${batch.priority === 'normal' ? '' : `, ${batch.priority}`}] ${batch.name}: ` +
-    `${batch.done}/${batch.accepted} done  deleted ${c.deleted}  inactivated ${c.inactivated}  not_found ${c.not_found}  failed ${c.failed}  cancelled ${c.cancelled}  ` +
+    `${batch.done}/${batch.accepted} done  deleted ${c.deleted}  inactivated ${c.inactivated}  not_found ${c.not_found}  gone ${c.gone}  failed ${c.failed}  cancelled ${c.cancelled}  ` +
     `rejected ${batch.rejected}  duplicates ${batch.duplicates}${eta}${reason}${events}`
   );
 }
 
-async function currentRate(context: Context): Promise<number | null> {
+/**
+ * The rate revocations are getting: what the revocation budgets handed out in the last second,
+ * else what the budgets in force allow (the adaptive account rate, one egress budget).
+ */
+async function currentRate(context: Context, budgets: readonly BudgetRate[]): Promise<number | null> {
+  const revoking = budgets.filter((budget) => budget.kind === 'account' && /^(Delete|Inactivate)DeviceCertificate$/.test(budget.label));
+  const measured = revoking.reduce((sum, budget) => sum + budget.lastSecond, 0);
+  if (measured > 0) return measured;
   const key = context.config.rateLimitKey;
-  if (key === null) return context.config.ratePerSecond;
-  const shared = await context.redis.get(context.keys.currentRate(key));
-  return shared === null ? context.config.ratePerSecond : Number(shared);
+  const shared = key === null ? null : await context.redis.get(context.keys.currentRate(key));
+  const account = shared === null ? context.config.ratePerSecond : Number(shared);
+  return Math.min(account, context.config.egressRatePerSecond);
 }
 
 async function getBatch(context: Context, batchId: string): Promise<Batch> {
@@ -68,7 +82,9 @@ async function status(batchId: string, flags: StatusFlags): Promise<number> {
       for (;;) {
         const batch = await getBatch(context, batchId);
         const finished = batchFinished(batch);
-        const text = flags.json === true ? JSON.stringify({ ...batch, ratePerSecond: await currentRate(context) }) : describeBatch(batch, await currentRate(context));
+        const budgets = await readBudgetRates(context.redis, context.keys);
+        const rate = await currentRate(context, budgets);
+        const text = flags.json === true ? jsonForTerminal({ ...batch, ratePerSecond: rate, budgets }) : describeBatch(batch, rate);
         const keepGoing = (flags.watch === true || flags.wait === true) && !finished && !stop;
         if (flags.json !== true && flags.watch === true && line.enabled) {
           line.update(text, true);
@@ -77,6 +93,7 @@ async function status(batchId: string, flags: StatusFlags): Promise<number> {
           process.stdout.write(`${text}\n`);
         }
         if (!keepGoing) {
+          if (flags.json !== true && flags.watch !== true) for (const budget of describeBudgets(budgets)) process.stdout.write(`  ${budget}\n`);
           if (flags.wait === true) return finished && batchSucceeded(batch) ? EXIT.ok : EXIT.incomplete;
           return EXIT.ok;
         }
@@ -85,25 +102,6 @@ async function status(batchId: string, flags: StatusFlags): Promise<number> {
     } finally {
       process.removeListener('SIGINT', onSignal);
     }
-  });
-}
-
-async function report(batchId: string, flags: { format: string; out?: string }): Promise<number> {
-  if (flags.format !== 'csv' && flags.format !== 'ndjson') throw new CliError(`--format must be csv or ndjson, got '${flags.format}'`);
-  const format: ReportFormat = flags.format;
-  return withContext('revoker-report', async (context) => {
-    await getBatch(context, batchId);
-    const out = flags.out !== undefined ? createWriteStream(flags.out) : process.stdout;
-    let lines = 0;
-    for await (const text of reportLines(batchId, format, context.results, context.batches)) {
-      lines += 1;
-      if (!out.write(text)) await once(out, 'drain');
-    }
-    if (flags.out !== undefined) {
-      await new Promise<void>((resolve, reject) => (out as ReturnType<typeof createWriteStream>).end((error?: Error | null) => (error ? reject(error) : resolve())));
-      process.stderr.write(`report of ${batchId}: ${format === 'csv' ? lines - 1 : lines} lines written to ${flags.out}\n`);
-    }
-    return EXIT.ok;
   });
 }
 
@@ -119,14 +117,6 @@ export function registerBatchCommands(program: Command, run: (body: () => Promis
     .option('--interval-ms <ms>', 'refresh period of --watch/--wait', '1000')
     .action((batchId: string, flags: StatusFlags) => run(() => status(batchId, flags)));
 
-  program
-    .command('report')
-    .description('one line per device and per rejected input row')
-    .argument('<batch>', 'batch id')
-    .option('--format <format>', 'csv or ndjson', 'csv')
-    .option('--out <file>', 'write to a file instead of standard output')
-    .action((batchId: string, flags: { format: string; out?: string }) => run(() => report(batchId, flags)));
-
   const batch = program.command('batch').description('list and control batches');
   batch
     .command('list')
@@ -137,7 +127,7 @@ export function registerBatchCommands(program: Command, run: (body: () => Promis
       run(() =>
         withContext('revoker-batch', async (context) => {
           const batches = await context.batches.list(Math.max(1, Number(flags.limit) || 20));
-          if (flags.json === true) process.stdout.write(`${JSON.stringify(batches)}\n`);
+          if (flags.json === true) process.stdout.write(`${jsonForTerminal(batches)}\n`);
           else if (batches.length === 0) process.stdout.write('no batches\n');
           else for (const entry of batches) process.stdout.write(`${describeBatch(entry, null)}\n`);
           return EXIT.ok;
@@ -153,10 +143,13 @@ export function registerBatchCommands(program: Command, run: (body: () => Promis
       .action((batchId: string, flags: { reason?: string }) =>
         run(() =>
           withContext('revoker-batch', async (context) => {
+            const problem = flags.reason === undefined ? null : controlCharacterProblem('--reason', flags.reason);
+            if (problem !== null) throw new CliError(problem);
             await getBatch(context, batchId);
             const result = verb === 'pause' ? await context.control.pause(batchId, flags.reason) : verb === 'resume' ? await context.control.resume(batchId) : await context.control.cancel(batchId, flags.reason);
-            if (!result.ok) throw new CliError(result.message, EXIT.incomplete);
-            process.stdout.write(`batch ${batchId} ${result.message}${result.woken > 0 ? ` (${result.woken} parked jobs woken)` : ''}\n`);
+            await auditCli(context, verb, batchId, { reason: flags.reason ?? null }, result.ok);
+            if (!result.ok) throw new CliError(escapeControl(result.message), EXIT.incomplete);
+            process.stdout.write(`batch ${batchId} ${escapeControl(result.message)}${result.woken > 0 ? ` (${result.woken} parked jobs woken)` : ''}\n`);
             return EXIT.ok;
           }),
         ),
@@ -175,6 +168,7 @@ export function registerBatchCommands(program: Command, run: (body: () => Promis
           if (priority === null) throw new CliError(`priority must be urgent, normal or bulk, got '${value}'`);
           await getBatch(context, batchId);
           const result = await context.control.setPriority(batchId, priority);
+          await auditCli(context, 'priority', batchId, { priority, moved: result.moved }, result.ok);
           process.stdout.write(`batch ${batchId} is now ${priority} (${result.moved} waiting jobs moved)\n`);
           return EXIT.ok;
         }),
@@ -192,8 +186,8 @@ export function registerBatchCommands(program: Command, run: (body: () => Promis
         withContext('revoker-dlq', async (context) => {
           const entries = await context.deadLetters.list(flags.batch, Math.max(1, Number(flags.limit) || 100));
           for (const entry of entries) {
-            if (flags.json === true) process.stdout.write(`${JSON.stringify(entry)}\n`);
-            else process.stdout.write(`${entry.batchId} ${entry.mqttInstanceId} ${entry.caSn} ${entry.deviceSn} attempts=${entry.history.filter((a) => a.counted).length} ${entry.reason}\n`);
+            if (flags.json === true) process.stdout.write(`${jsonForTerminal(entry)}\n`);
+            else process.stdout.write(`${escapeControl(`${entry.batchId} ${entry.mqttInstanceId} ${entry.caSn} ${entry.deviceSn} attempts=${entry.history.filter((a) => a.counted).length} ${entry.reason}`)}\n`);
           }
           if (flags.json !== true) process.stderr.write(`${entries.length} dead letters${flags.batch ? ` in ${flags.batch}` : ''}\n`);
           return EXIT.ok;
@@ -208,6 +202,7 @@ export function registerBatchCommands(program: Command, run: (body: () => Promis
       run(() =>
         withContext('revoker-dlq', async (context) => {
           const summary = await context.deadLetters.redrive(flags.batch);
+          await auditCli(context, 'redrive', flags.batch ?? null, { redriven: summary.redriven, skipped: summary.skipped }, true);
           process.stdout.write(`${summary.redriven} dead letters redriven${summary.skipped > 0 ? `, ${summary.skipped} skipped (batch expired)` : ''}\n`);
           return EXIT.ok;
         }),
@@ -221,6 +216,7 @@ export function registerBatchCommands(program: Command, run: (body: () => Promis
       run(() =>
         withContext('revoker-dlq', async (context) => {
           const purged = await context.deadLetters.purge(flags.batch);
+          await auditCli(context, 'purge', flags.batch ?? null, { purged }, true);
           process.stdout.write(`${purged} dead letters purged\n`);
           return EXIT.ok;
         }),

@@ -1,25 +1,35 @@
 /**
  * `revoker enqueue FILE.csv` and `revoker enqueue-ca`: producers on the command line.
+ *
+ * Both show a plan first (devices, instances, CAs, action, budgets, duration) and, on a
+ * terminal, wait for a yes; `--yes` answers in advance and is required without a terminal;
+ * `--dry-run` shows the plan and stops. Each batch records why it was started (`--reason`,
+ * `--reason-code`), the command, and the input file's SHA-256, for its report's header.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir, hostname, userInfo } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Transform, pipeline, type Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { CertificateApi } from '../cloud/certificate-api.js';
 import type { RevocationAction } from '../cloud/certificate-api.js';
-import { describeApiFailure } from '../cloud/api-failure.js';
-import { rateLimitKeyFor } from '../config/config.js';
 import { createLogger } from '../logging/logger.js';
-import { BottleneckRateGate } from '../limiter/bottleneck-rate-gate.js';
 import { CsvInputError } from '../producer/csv-input-error.js';
 import { readDeviceCsv } from '../producer/csv-source.js';
 import type { InputItem } from '../producer/device-request.js';
 import { validateCaSn, validateInstanceId } from '../producer/device-validation.js';
 import { Enqueuer, type EnqueueProgress } from '../producer/enqueuer.js';
 import { parsePriority, type BatchPriority } from '../queue/priority.js';
+import { reportStores } from '../report/report-stores.js';
+import { openApiCaller } from './api-caller.js';
+import { listCaDevices, readListing } from './ca-listing.js';
+import { auditCli } from './cli-actor.js';
 import { CliError, EXIT, loadConfig, withContext } from './cli-context.js';
+import { confirmYes, requireConsentPossible } from './consent.js';
+import { commandLine, operatorName, REASON_CODE_HELP, reasonFlags } from './operator.js';
+import { budgetsFromConfig, estimateSeconds, formatPlan, planJson, PlanCounter, readPlanBudgets, type Plan, type PlanBudgets } from './plan.js';
 import { ProgressLine } from './progress-line.js';
 
 interface EnqueueFlags {
@@ -30,25 +40,22 @@ interface EnqueueFlags {
   name?: string;
   dryRun?: boolean;
   json?: boolean;
+  yes?: boolean;
+  reason?: string;
+  reasonCode?: string;
 }
 
-function parseAction(value: string): RevocationAction {
+/** Parses `--action`. */
+export function parseAction(value: string): RevocationAction {
   if (value !== 'delete' && value !== 'inactivate') throw new CliError(`--action must be delete or inactivate, got '${value}'`);
   return value;
 }
 
-function priorityFlag(value: string): BatchPriority {
+/** Parses `--priority`. */
+export function priorityFlag(value: string): BatchPriority {
   const priority = parsePriority(value);
   if (priority === null) throw new CliError(`--priority must be urgent, normal or bulk, got '${value}'`);
   return priority;
-}
-
-function who(): string {
-  try {
-    return `${userInfo().username}@${hostname()}`;
-  } catch {
-    return hostname();
-  }
 }
 
 function describeProgress(progress: EnqueueProgress, startedAtMs: number): string {
@@ -57,7 +64,7 @@ function describeProgress(progress: EnqueueProgress, startedAtMs: number): strin
 }
 
 /** Validates flags that fill absent columns. */
-function checkDefaults(flags: EnqueueFlags): void {
+function checkDefaults(flags: { instance?: string; caSn?: string }): void {
   if (flags.instance !== undefined) {
     const problem = validateInstanceId(flags.instance);
     if (problem !== null) throw new CliError(`--instance: ${problem}`);
@@ -68,10 +75,83 @@ function checkDefaults(flags: EnqueueFlags): void {
   }
 }
 
+/** A file's bytes as a stream, hashed (SHA-256) as they are read. */
+function hashedFile(file: string): { stream: Readable; sha256: () => string | null } {
+  const hash = createHash('sha256');
+  let complete = false;
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      callback(null, chunk);
+    },
+    flush(callback) {
+      complete = true;
+      callback();
+    },
+  });
+  // pipeline forwards a read error to the tap, so the CSV reader sees it.
+  pipeline(createReadStream(file), tap, () => undefined);
+  let digest: string | null = null;
+  return { stream: tap, sha256: () => (complete ? (digest ??= hash.digest('hex')) : null) };
+}
+
+/** The CSV's items, turning an unusable file into a CliError. */
+async function* csvItems(file: string, stream: Readable, options: { defaultInstanceId?: string; defaultCaSn?: string }): AsyncGenerator<InputItem> {
+  try {
+    yield* readDeviceCsv(stream, options);
+  } catch (error) {
+    if (error instanceof CsvInputError) throw new CliError(`${file}: ${error.message}`);
+    throw error;
+  }
+}
+
+/** Where the plan goes: stdout, unless stdout carries `--json`. */
+function planStream(flags: { json?: boolean }): NodeJS.WritableStream {
+  return flags.json === true ? process.stderr : process.stdout;
+}
+
+/** Asks for the go-ahead unless `--yes` answered it; throws when declined. */
+async function consent(flags: { yes?: boolean }, question: string): Promise<void> {
+  if (flags.yes === true) return;
+  if (!(await confirmYes(question))) throw new CliError('not confirmed: nothing was changed', EXIT.incomplete);
+}
+
+/** Reads the whole file once: counts for the plan, the rejected rows, and the file's hash. */
+async function planCsv(file: string, csvOptions: { defaultInstanceId?: string; defaultCaSn?: string }, onRejected: (line: number, reason: string) => void): Promise<{ counter: PlanCounter; sha256: string | null }> {
+  const counter = new PlanCounter();
+  const input = hashedFile(file);
+  for await (const item of csvItems(file, input.stream, csvOptions)) {
+    if (item.kind === 'rejected') {
+      counter.rejected += 1;
+      onRejected(item.row.line, item.row.reason);
+    } else counter.addDevice(item.request);
+  }
+  return { counter, sha256: input.sha256() };
+}
+
+function csvPlan(file: string, action: RevocationAction, counter: PlanCounter, sha256: string | null, budgets: PlanBudgets): Plan {
+  const { instances, cas } = counter.targets();
+  return {
+    title: `${action} the ${counter.devices.toLocaleString('en-US')} device certificates listed in ${file}`,
+    action,
+    devices: counter.devices,
+    rejected: counter.rejected,
+    duplicates: counter.duplicates,
+    instances,
+    cas,
+    budgets,
+    calls: counter.devices,
+    estimatedSeconds: estimateSeconds(counter.devices, budgets),
+    notes: sha256 !== null ? [`input SHA-256 ${sha256}`] : [],
+  };
+}
+
 async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
   const action = parseAction(flags.action);
   const priority = priorityFlag(flags.priority);
   checkDefaults(flags);
+  const why = reasonFlags(flags);
+  requireConsentPossible(flags);
   try {
     if (!(await stat(file)).isFile()) throw new CliError(`${file} is not a file`);
   } catch (error) {
@@ -79,51 +159,58 @@ async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
     throw new CliError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
   }
   const csvOptions = { ...(flags.instance !== undefined ? { defaultInstanceId: flags.instance } : {}), ...(flags.caSn !== undefined ? { defaultCaSn: flags.caSn } : {}) };
-  const progressLine = new ProgressLine(process.stderr);
-  const startedAtMs = Date.now();
-
-  // Read the header (and so refuse an unusable file) before creating anything in Redis.
-  const source = readDeviceCsv(createReadStream(file), csvOptions);
-  let first: IteratorResult<InputItem>;
-  try {
-    first = await source.next();
-  } catch (error) {
-    if (error instanceof CsvInputError) throw new CliError(`${file}: ${error.message}`);
-    throw error;
-  }
-  async function* all(): AsyncGenerator<InputItem> {
-    if (first.done !== true) yield first.value;
-    for await (const item of source) yield item;
-  }
+  const config = loadConfig();
 
   if (flags.dryRun === true) {
-    const summary = { batchId: null, accepted: 0, rejected: 0, duplicates: 0, dryRun: true };
-    const seen = new Set<string>();
-    for await (const item of all()) {
-      if (item.kind === 'rejected') {
-        summary.rejected += 1;
-        if (flags.json !== true) process.stdout.write(`line ${item.row.line}: rejected: ${item.row.reason}\n`);
-        continue;
-      }
-      const key = `${item.request.mqttInstanceId}\u0000${item.request.caSn}\u0000${item.request.deviceSn}`;
-      if (seen.has(key)) summary.duplicates += 1;
-      else {
-        seen.add(key);
-        summary.accepted += 1;
-      }
+    // No Redis needed: the budgets are the configuration's.
+    const { counter, sha256 } = await planCsv(file, csvOptions, (line, reason) => {
+      if (flags.json !== true) process.stdout.write(`line ${line}: rejected: ${reason}\n`);
+    });
+    const plan = csvPlan(file, action, counter, sha256, budgetsFromConfig(config));
+    if (flags.json === true) {
+      process.stdout.write(`${JSON.stringify({ batchId: null, accepted: counter.devices, rejected: counter.rejected, duplicates: counter.duplicates, dryRun: true, inputSha256: sha256, plan: planJson(plan) })}\n`);
+    } else {
+      process.stdout.write(formatPlan(plan));
+      process.stdout.write(`dry run: would ${action} ${counter.devices} devices (${counter.rejected} rows rejected, ${counter.duplicates} duplicates); nothing was enqueued\n`);
     }
-    if (flags.json === true) process.stdout.write(`${JSON.stringify(summary)}\n`);
-    else process.stdout.write(`dry run: would ${action} ${summary.accepted} devices (${summary.rejected} rows rejected, ${summary.duplicates} duplicates); nothing was enqueued\n`);
     return EXIT.ok;
   }
 
-  const config = loadConfig();
   return withContext('revoker-enqueue', async (context) => {
-    const batchId = await context.batches.create({ name: flags.name ?? file, source: 'csv', action, priority, createdBy: who() });
+    let plannedSha: string | null = null;
+    if (flags.yes !== true) {
+      // On a terminal: read the file once for the plan, then ask. (With --yes the file is read
+      // once, by the enqueue: a million rows would otherwise cost a minute before the first call.)
+      const { counter, sha256 } = await planCsv(file, csvOptions, () => undefined);
+      plannedSha = sha256;
+      planStream(flags).write(formatPlan(csvPlan(file, action, counter, sha256, await readPlanBudgets(context))));
+      await consent(flags, `${action} these ${counter.devices} device certificates?`);
+    }
+
+    const progressLine = new ProgressLine(process.stderr);
+    const startedAtMs = Date.now();
+    const input = hashedFile(file);
+    // Read the header (and so refuse an unusable file) before creating anything in Redis.
+    const source = csvItems(file, input.stream, csvOptions);
+    const first = await source.next();
+    async function* all(): AsyncGenerator<InputItem> {
+      if (first.done !== true) yield first.value;
+      yield* source;
+    }
+
+    const { order, audit } = reportStores(context);
+    const batchId = await context.batches.create({ name: flags.name ?? file, source: 'csv', action, priority, createdBy: operatorName() });
+    await audit.set(batchId, { ...why, command: commandLine(), inputFile: resolve(file) });
     progressLine.update(`batch ${batchId}: starting`, true);
     const enqueuer = new Enqueuer(context.queue, context.batches, context.results, { highWaterJobs: config.highWaterJobs });
-    const summary = await enqueuer.enqueue(batchId, action, all(), (progress) => progressLine.update(`batch ${batchId}: ${describeProgress(progress, startedAtMs)}`));
+    const summary = await enqueuer.enqueue(batchId, action, order.tap(batchId, action, all()), (progress) => progressLine.update(`batch ${batchId}: ${describeProgress(progress, startedAtMs)}`));
     progressLine.done();
+    const sha256 = input.sha256();
+    if (sha256 !== null) await audit.set(batchId, { inputSha256: sha256 });
+    await auditCli(context, 'enqueue', batchId, { command: 'enqueue', file: resolve(file), action, priority, accepted: summary.accepted, rejected: summary.rejected, duplicates: summary.duplicates, reason: why.reason, reasonCode: why.reasonCode, inputSha256: sha256 }, true);
+    if (plannedSha !== null && sha256 !== null && plannedSha !== sha256) {
+      process.stderr.write(`revoker: warning: ${file} changed between the plan (SHA-256 ${plannedSha}) and the enqueue (${sha256}); the batch holds what was read the second time\n`);
+    }
     const out = { batchId, accepted: summary.accepted, rejected: summary.rejected, duplicates: summary.duplicates };
     if (flags.json === true) process.stdout.write(`${JSON.stringify(out)}\n`);
     else {
@@ -143,6 +230,17 @@ interface EnqueueCaFlags {
   preflight: boolean;
   json?: boolean;
   pageSize: string;
+  dryRun?: boolean;
+  yes?: boolean;
+  reason?: string;
+  reasonCode?: string;
+}
+
+/** Parses `--page-size`. */
+export function pageSizeFlag(value: string): number {
+  const pageSize = Number(value);
+  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 100) throw new CliError(`--page-size must be an integer from 1 to 100, got '${value}'`);
+  return pageSize;
 }
 
 /**
@@ -153,9 +251,10 @@ interface EnqueueCaFlags {
 async function enqueueCa(flags: EnqueueCaFlags): Promise<number> {
   const action = parseAction(flags.action);
   const priority = priorityFlag(flags.priority);
-  checkDefaults({ instance: flags.instance, caSn: flags.caSn, action: flags.action, priority: flags.priority });
-  const pageSize = Number(flags.pageSize);
-  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 100) throw new CliError(`--page-size must be an integer from 1 to 100, got '${flags.pageSize}'`);
+  checkDefaults(flags);
+  const why = reasonFlags(flags);
+  const pageSize = pageSizeFlag(flags.pageSize);
+  requireConsentPossible(flags);
   const config = loadConfig();
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'revoker-enqueue-ca');
   const api = new CertificateApi({ endpoint: config.apiEndpoint, protocol: config.apiProtocol, timeoutMs: config.apiTimeoutMs, credentials: config.credentials });
@@ -163,57 +262,54 @@ async function enqueueCa(flags: EnqueueCaFlags): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'revoker-ca-'));
   const listFile = join(dir, 'devices.ndjson');
   return withContext('revoker-enqueue-ca', async (context) => {
-    const rateKey = config.rateLimitKey ?? rateLimitKeyFor(await api.accessKeyId());
-    // Listing calls count toward the account's cap: they go through the same shared gate.
-    const gate = new BottleneckRateGate(context.redis, { id: context.keys.limiterId(rateKey), ratePerSecond: config.ratePerSecond, guardKey: context.keys.rateGuard(rateKey) }, log);
+    const caller = await openApiCaller(context, api, log);
     try {
-      const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
-        for (let attempt = 1; ; attempt += 1) {
-          await gate.acquire(0);
-          try {
-            return await fn();
-          } catch (error) {
-            const failure = describeApiFailure(error);
-            const transient = failure.kind !== 'api' || failure.code.startsWith('Throttling') || (failure.httpStatus ?? 0) >= 500;
-            const definitive = failure.code === 'MqttInstanceNotFound' || failure.code === 'MqttOwnerCheckError';
-            if (!transient || definitive || attempt >= config.maxAttempts) throw new CliError(`${what} failed: ${failure.code} ${failure.message}`, EXIT.incomplete);
-            await new Promise((resolve) => setTimeout(resolve, Math.min(config.retryMaxMs, config.retryBaseMs * 2 ** (attempt - 1)) * Math.random()));
-          }
-        }
-      };
-      if (flags.preflight) await call(`GetCaCertificate ${flags.caSn}`, () => api.getCa(flags.instance, flags.caSn));
-      const out = createWriteStream(listFile);
-      let listed = 0;
-      for (let pageNo = 1; ; pageNo += 1) {
-        const page = await call(`ListDeviceCertificateByCaSn page ${pageNo}`, () => api.listDevices(flags.instance, flags.caSn, pageNo, pageSize));
-        for (const device of page.devices) {
-          if (!out.write(`${JSON.stringify({ deviceSn: device.deviceSn, caSn: device.caSn || flags.caSn })}\n`)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
-        }
-        listed += page.devices.length;
-        progressLine.update(`listing ${flags.caSn}: ${listed} devices (page ${pageNo})`);
-        if (page.devices.length < pageSize) break;
-      }
-      await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
-      progressLine.update(`listed ${listed} devices; enqueueing`, true);
-
-      const batchId = await context.batches.create({ name: flags.name ?? `everything under CA ${flags.caSn}`, source: 'ca_listing', action, priority, createdBy: who() });
-      async function* items(): AsyncGenerator<InputItem> {
-        let line = 0;
-        for await (const text of createInterface({ input: createReadStream(listFile), crlfDelay: Infinity })) {
-          line += 1;
-          if (text === '') continue;
-          const device = JSON.parse(text) as { deviceSn: string; caSn: string };
-          yield { kind: 'device', request: { mqttInstanceId: flags.instance, caSn: device.caSn, deviceSn: device.deviceSn, line } };
-        }
-      }
-      const summary = await new Enqueuer(context.queue, context.batches, context.results, { highWaterJobs: config.highWaterJobs }).enqueue(batchId, action, items());
+      if (flags.preflight) await caller.call('GetCaCertificate', `GetCaCertificate ${flags.caSn}`, () => api.getCa(flags.instance, flags.caSn));
+      const listing = await listCaDevices(caller, api, { mqttInstanceId: flags.instance, caSn: flags.caSn, pageSize }, listFile, (listed, pageNo) =>
+        progressLine.update(`listing ${flags.caSn}: ${listed} devices (page ${pageNo})`),
+      );
+      const listed = listing.devices;
+      progressLine.update(`listed ${listed} devices`, true);
       progressLine.done();
+
+      const budgets = await readPlanBudgets(context);
+      const plan: Plan = {
+        title: `${action} every device certificate under CA ${flags.caSn} (${listed.toLocaleString('en-US')} listed)`,
+        action,
+        devices: listed,
+        rejected: 0,
+        duplicates: 0,
+        instances: [flags.instance],
+        cas: [`${flags.instance}/${flags.caSn}`],
+        budgets,
+        calls: listed,
+        estimatedSeconds: estimateSeconds(listed, budgets),
+        notes: [`the listing took ${listing.pages + (flags.preflight ? 1 : 0)} calls`],
+      };
+      if (flags.dryRun === true) {
+        if (flags.json === true) process.stdout.write(`${JSON.stringify({ batchId: null, listed, dryRun: true, plan: planJson(plan) })}\n`);
+        else process.stdout.write(`${formatPlan(plan)}dry run: nothing was enqueued\n`);
+        return EXIT.ok;
+      }
+      planStream(flags).write(formatPlan(plan));
+      await consent(flags, `${action} these ${listed} device certificates?`);
+
+      const { order, audit } = reportStores(context);
+      const batchId = await context.batches.create({ name: flags.name ?? `everything under CA ${flags.caSn}`, source: 'ca_listing', action, priority, createdBy: operatorName() });
+      await audit.set(batchId, { ...why, command: commandLine() });
+      async function* items(): AsyncGenerator<InputItem> {
+        for await (const device of readListing(listFile)) {
+          yield { kind: 'device', request: { mqttInstanceId: flags.instance, caSn: device.caSn, deviceSn: device.deviceSn, line: device.position } };
+        }
+      }
+      const summary = await new Enqueuer(context.queue, context.batches, context.results, { highWaterJobs: config.highWaterJobs }).enqueue(batchId, action, order.tap(batchId, action, items()));
+      await auditCli(context, 'enqueue', batchId, { command: 'enqueue-ca', mqttInstanceId: flags.instance, caSn: flags.caSn, action, priority, listed, accepted: summary.accepted, reason: why.reason, reasonCode: why.reasonCode }, true);
       const result = { batchId, accepted: summary.accepted, rejected: summary.rejected, duplicates: summary.duplicates, listed };
       if (flags.json === true) process.stdout.write(`${JSON.stringify(result)}\n`);
       else process.stdout.write(`batch ${batchId}: ${summary.accepted} devices under CA ${flags.caSn} enqueued\nfollow it with: revoker status ${batchId} --watch\n`);
       return EXIT.ok;
     } finally {
-      await gate.close();
+      await caller.close();
       await rm(dir, { recursive: true, force: true });
     }
   });
@@ -223,27 +319,34 @@ async function enqueueCa(flags: EnqueueCaFlags): Promise<number> {
 export function registerEnqueueCommands(program: Command, run: (body: () => Promise<number>) => Promise<void>): void {
   program
     .command('enqueue')
-    .description('validate a CSV file of devices and enqueue one revocation job per device')
+    .description('validate a CSV file of devices, show the plan, and enqueue one revocation job per device')
     .argument('<file>', 'CSV with a header row: DeviceSn (required), CaSn, MqttInstanceId')
     .option('--instance <id>', 'MqttInstanceId for rows without one')
     .option('--ca-sn <sn>', 'CaSn for rows without one')
     .option('--action <action>', 'delete or inactivate', 'delete')
     .option('--priority <priority>', 'urgent, normal or bulk: urgent work is done first', 'normal')
     .option('--name <name>', 'a name for the batch (default: the file name)')
-    .option('--dry-run', 'validate and count, enqueue nothing')
+    .option('--reason <text>', 'why (shown in the report header)')
+    .option('--reason-code <code>', REASON_CODE_HELP)
+    .option('--dry-run', 'validate, count and show the plan; enqueue nothing')
+    .option('-y, --yes', 'go ahead without asking (required without a terminal)')
     .option('--json', 'print {"batchId","accepted","rejected","duplicates"}')
     .action((file: string, flags: EnqueueFlags) => run(() => enqueueCsv(file, flags)));
 
   program
     .command('enqueue-ca')
-    .description('list every device certificate under a CA, then enqueue them all as one batch')
+    .description('list every device certificate under a CA, show the plan, then enqueue them all as one batch')
     .requiredOption('--instance <id>', 'MqttInstanceId')
     .requiredOption('--ca-sn <sn>', 'the CA whose device certificates to revoke')
     .option('--action <action>', 'delete or inactivate', 'delete')
     .option('--priority <priority>', 'urgent, normal or bulk: urgent work is done first', 'normal')
     .option('--name <name>', 'a name for the batch')
+    .option('--reason <text>', 'why (shown in the report header)')
+    .option('--reason-code <code>', REASON_CODE_HELP)
     .option('--no-preflight', 'skip the GetCaCertificate check before listing')
     .option('--page-size <n>', 'devices per listing page (1-100)', '100')
+    .option('--dry-run', 'list and show the plan; enqueue nothing')
+    .option('-y, --yes', 'go ahead without asking (required without a terminal)')
     .option('--json', 'print {"batchId","accepted","rejected","duplicates","listed"}')
     .action((flags: EnqueueCaFlags) => run(() => enqueueCa(flags)));
 }

@@ -6,9 +6,15 @@ import { Command, CommanderError } from 'commander';
 import { registerEmulatorCommand } from '../emulator/emulator-command.js';
 import { registerServeCommand } from '../server/serve-command.js';
 import { runWorker } from '../runtime/run-worker.js';
+import { registerReconcileCommand } from '../reconcile/reconcile-command.js';
+import { registerAccountCommands } from './account-commands.js';
+import { registerAuditCommand } from './audit-command.js';
 import { registerBatchCommands } from './batch-commands.js';
+import { registerCaCommands } from './ca-commands.js';
 import { CliError, EXIT } from './cli-context.js';
 import { registerEnqueueCommands } from './enqueue-commands.js';
+import { registerReportCommand } from './report-command.js';
+import { registerVerifyCommands } from './verify-commands.js';
 
 /** Runs a command body, turning its result or error into the process exit code. */
 async function run(body: () => Promise<number>): Promise<void> {
@@ -37,6 +43,12 @@ export function buildProgram(): Command {
     .action(() => run(() => runWorker()));
   registerEnqueueCommands(program, run);
   registerBatchCommands(program, run);
+  registerCaCommands(program, run);
+  registerVerifyCommands(program, run);
+  registerAuditCommand(program, run);
+  registerAccountCommands(program, run);
+  registerReportCommand(program, run);
+  registerReconcileCommand(program, run);
   registerServeCommand(program);
   registerEmulatorCommand(program);
   return program;

@@ -94,7 +94,7 @@ function scalar(value: unknown): string | null {
   return typeof value === 'string' ? value : typeof value === 'number' ? String(value) : null;
 }
 
-/** The five device-certificate calls revoker uses. Throws the SDK's errors untouched. */
+/** The device- and CA-certificate calls revoker uses. Throws the SDK's errors untouched. */
 export class CertificateApi {
   private readonly client: OpenApiClientInstance;
   private readonly credential: CredentialInstance;
@@ -114,10 +114,14 @@ export class CertificateApi {
     );
   }
 
-  /** The AccessKey id the calls are signed with (asks the credential chain when not explicit). */
-  async accessKeyId(): Promise<string> {
+  /**
+   * The AccessKey id the calls are signed with, and whether it comes with a security token
+   * (temporary credentials); asks the credential chain when not explicit. No secret is returned.
+   */
+  async identity(): Promise<{ accessKeyId: string; securityToken: string | null }> {
     const model = await this.credential.getCredential();
-    return model.accessKeyId ?? '';
+    const token = model.securityToken ?? '';
+    return { accessKeyId: model.accessKeyId ?? '', securityToken: token === '' ? null : token };
   }
 
   /** Revokes one device certificate, by deleting or inactivating it. */
@@ -134,6 +138,24 @@ export class CertificateApi {
   /** Reads a CA certificate (a preflight before revoking everything under it). */
   getCa(mqttInstanceId: string, caSn: string): Promise<CallResult> {
     return this.call('GetCaCertificate', { MqttInstanceId: mqttInstanceId, Sn: caSn });
+  }
+
+  /** Inactivates a CA certificate (reversible with `activateCa`). */
+  inactivateCa(mqttInstanceId: string, caSn: string): Promise<CallResult> {
+    return this.call('InactivateCaCertificate', { MqttInstanceId: mqttInstanceId, Sn: caSn });
+  }
+
+  /** Activates a CA certificate again (the API's name for it: ActiveCaCertificate). */
+  activateCa(mqttInstanceId: string, caSn: string): Promise<CallResult> {
+    return this.call('ActiveCaCertificate', { MqttInstanceId: mqttInstanceId, Sn: caSn });
+  }
+
+  /**
+   * Deletes a CA certificate. The API deletes every device certificate registered under it too,
+   * and nothing undoes it.
+   */
+  deleteCa(mqttInstanceId: string, caSn: string): Promise<CallResult> {
+    return this.call('DeleteCaCertificate', { MqttInstanceId: mqttInstanceId, Sn: caSn });
   }
 
   /** One page (from 1) of the device certificates under a CA; `pageSize` 1–100. */

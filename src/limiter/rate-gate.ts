@@ -1,20 +1,22 @@
 /**
- * The account-wide rate, behind an interface of our own so the implementation (Bottleneck in
- * clustering mode today) can be replaced without touching the worker.
+ * The rate budgets every API call passes, behind an interface of our own so the implementation
+ * (`BudgetGate` today) can be replaced without touching the callers.
  */
+import type { ApiAction } from './api-action.js';
 
-/** Grants permission to make one API call at the account-wide rate. */
+/** Grants permission to make one API call within the shared budgets. */
 export interface RateGate {
   /**
-   * Resolves when this process may make one call. The permit is taken before the call, not
-   * around it: a limiter error can then never make a call run twice.
+   * Resolves when this process may make one call of `action`. The permit is taken before the
+   * call, not around it: a limiter error can then never make a call run twice. A limiter error
+   * never rejects: the caller waits until the budgets answer again. Rejects only once closed.
    * @param priority 0 (first) … 9 (last), among the calls waiting in this process.
    */
-  acquire(priority?: number): Promise<void>;
-  /** Changes the spacing shared by every process on this key. */
+  acquire(action: ApiAction, priority?: number): Promise<void>;
+  /** Tells the gate the account's adaptive rate now in force (the shared key is what binds). */
   setRatePerSecond(ratePerSecond: number): Promise<void>;
-  /** The rate this process last applied. */
+  /** The highest rate this process's calls can currently get (adaptive account rate, egress budget). */
   ratePerSecond(): number;
-  /** Stops granting permits and releases connections. */
+  /** Stops granting permits. */
   close(): Promise<void>;
 }

@@ -1,18 +1,25 @@
 /**
  * Turns a stream of validated device requests into jobs, for any source (CSV, webhook, CA
- * listing): registers each device in the batch (duplicates counted, not queued), adds jobs in
- * bulk, and holds back while the queue's waiting count is above the high-water mark so that
- * Redis stays bounded however large the input.
+ * listing): registers each chunk of devices in the batch and the revocation ledger in one script
+ * (duplicates counted, devices another batch's job already covers subscribed to it), adds the new
+ * jobs in bulk, and holds back while the queue's waiting count is above the high-water mark so
+ * that Redis stays bounded however large the input.
+ *
+ * Crash safety: a chunk's REGISTER carries a request id, so sending it again (ioredis resends a
+ * command whose reply a reconnect lost; this class retries a chunk that failed) changes nothing
+ * twice. A producer that dies between REGISTER and `addBulk` leaves ledger entries pointing at
+ * jobs that do not exist: the reconciler adds them once the producer's heartbeat has lapsed.
  */
+import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { RevocationAction } from '../cloud/certificate-api.js';
 import type { BatchStore } from '../batches/batch-store.js';
-import { revocationJobId } from '../queue/job-id.js';
-import { jobPriority, type BatchPriority } from '../queue/priority.js';
+import { revocationId } from '../queue/job-id.js';
+import { classOf, jobPriority, type BatchPriority } from '../queue/priority.js';
 import type { RevocationJobData } from '../queue/revocation-job.js';
-import { countWaitingJobs } from '../queue/revocation-queue.js';
+import { countWaitingJobs, moreUrgent } from '../queue/revocation-queue.js';
 import type { DeviceRequest, InputItem, RejectedRow } from './device-request.js';
-import { pendingPlaceholder, type ResultStore } from '../results/result-store.js';
+import { pendingPlaceholder, PRODUCER_HEARTBEAT_MS, type RegisterAnswer, type ResultStore } from '../results/result-store.js';
 
 /** Options of `Enqueuer`. */
 export interface EnqueuerOptions {
@@ -22,6 +29,8 @@ export interface EnqueuerOptions {
   highWaterJobs: number;
   /** How often to look again while above the mark. */
   flowCheckMs: number;
+  /** Tries of one chunk's REGISTER and addBulk before giving up (a Redis outage). */
+  chunkTries: number;
 }
 
 /** Defaults of `EnqueuerOptions`. */
@@ -30,6 +39,7 @@ export const ENQUEUER_DEFAULTS: EnqueuerOptions = {
   chunkSize: 500,
   highWaterJobs: 50_000,
   flowCheckMs: 200,
+  chunkTries: 5,
 };
 
 /** Progress, reported after every chunk. */
@@ -45,6 +55,11 @@ export interface EnqueueSummary extends EnqueueProgress {
   batchId: string;
   /** True when the batch was cancelled while enqueuing and reading stopped early. */
   stoppedEarly: boolean;
+}
+
+/** Builds the data of a revocation job (the reconciler and redrive build the same). */
+export function revocationJobData(batchId: string, device: { mqttInstanceId: string; caSn: string; deviceSn: string }, action: RevocationAction, rid: string): RevocationJobData {
+  return { batchId, revocationId: rid, mqttInstanceId: device.mqttInstanceId, caSn: device.caSn, deviceSn: device.deviceSn, action, history: [], firstAttemptAt: null, callIntent: null };
 }
 
 /** Enqueues device requests into a batch. */
@@ -65,14 +80,26 @@ export class Enqueuer {
    * enqueued. Rejected rows are stored with the batch.
    */
   async enqueue(batchId: string, action: RevocationAction, items: AsyncIterable<InputItem> | Iterable<InputItem>, onProgress?: (progress: EnqueueProgress) => void): Promise<EnqueueSummary> {
+    const priority = (await this.batches.get(batchId))?.priority ?? 'normal';
+    // Round-robin position of the next device: a batch joins its class where it is being served.
+    const position = await this.batches.servingPosition(priority);
+    await this.batches.heartbeat(batchId);
+    // A slow input (a pipe, a large upload) must not look like a dead producer to the reconciler.
+    const heartbeat = setInterval(() => void this.batches.heartbeat(batchId).catch(() => undefined), PRODUCER_HEARTBEAT_MS / 3);
+    heartbeat.unref();
+    try {
+      return await this.read(batchId, action, items, priority, position, onProgress);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  private async read(batchId: string, action: RevocationAction, items: AsyncIterable<InputItem> | Iterable<InputItem>, priority: BatchPriority, startPosition: number, onProgress?: (progress: EnqueueProgress) => void): Promise<EnqueueSummary> {
     const progress: EnqueueProgress = { read: 0, accepted: 0, rejected: 0, duplicates: 0 };
     let devices: DeviceRequest[] = [];
     let rejections: RejectedRow[] = [];
     let stoppedEarly = false;
-    let first = true;
-    const priority = (await this.batches.get(batchId))?.priority ?? 'normal';
-    // Round-robin position of the next device: a batch joins its class where it is being served.
-    let position = await this.batches.servingPosition(priority);
+    let position = startPosition;
 
     const flush = async (): Promise<boolean> => {
       if (rejections.length > 0) {
@@ -84,11 +111,6 @@ export class Enqueuer {
         if (!(await this.waitForRoom(batchId))) return false;
         position = await this.addChunk(batchId, action, devices, progress, priority, position);
         devices = [];
-      }
-      if (first) {
-        // The results and rejected keys exist now: give them the batch's retention.
-        await this.batches.expire(batchId);
-        first = false;
       }
       onProgress?.({ ...progress });
       return true;
@@ -106,7 +128,6 @@ export class Enqueuer {
       }
     }
     if (!stoppedEarly && !(await flush())) stoppedEarly = true;
-    await this.batches.expire(batchId);
     await this.results.markEnqueued(batchId);
     return { batchId, ...progress, stoppedEarly };
   }
@@ -119,7 +140,21 @@ export class Enqueuer {
       if (state === 'cancelled') return false;
       const waiting = await countWaitingJobs(this.queue);
       if (waiting < this.options.highWaterJobs) return true;
+      // Waiting for room is not dying: keep the reconciler from cutting the batch short.
+      await this.batches.heartbeat(batchId);
       await new Promise((resolve) => setTimeout(resolve, this.options.flowCheckMs));
+    }
+  }
+
+  /** Runs `step` up to `chunkTries` times (a Redis error mid-chunk); the steps are idempotent. */
+  private async retrying<T>(step: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await step();
+      } catch (error) {
+        if (attempt >= this.options.chunkTries) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      }
     }
   }
 
@@ -127,35 +162,54 @@ export class Enqueuer {
     let position = startPosition;
     const entries = devices.map((device) => ({
       device,
-      field: revocationJobId(device, action),
+      field: revocationId(device, action),
+      instance: device.mqttInstanceId,
       placeholder: pendingPlaceholder({ batchId, mqttInstanceId: device.mqttInstanceId, caSn: device.caSn, deviceSn: device.deviceSn, action }),
     }));
-    const flags = await this.results.register(batchId, entries);
-    const toQueue: typeof entries = [];
-    const afterRemoval: typeof entries = [];
-    flags.forEach((flag, index) => {
+    // One request id per chunk: a retry of this chunk gets the first answer back.
+    const requestId = randomUUID();
+    const answers = await this.retrying(() => this.results.registerRevocations(batchId, entries, requestId));
+    const toAdd: { name: string; data: RevocationJobData; opts: { jobId: string; priority: number } }[] = [];
+    const followed: { answer: RegisterAnswer; position: number }[] = [];
+    answers.forEach((answer, index) => {
       const entry = entries[index];
       if (entry === undefined) return;
-      if (flag === 'duplicate') progress.duplicates += 1;
-      else progress.accepted += 1;
-      if (flag === 'queue') toQueue.push(entry);
-      if (flag === 'queue_after_removal') afterRemoval.push(entry);
-    });
-    const job = (entry: (typeof entries)[number]) => ({
-      name: 'revoke',
-      data: { batchId, mqttInstanceId: entry.device.mqttInstanceId, caSn: entry.device.caSn, deviceSn: entry.device.deviceSn, action, history: [], firstAttemptAt: null } satisfies RevocationJobData,
-      opts: { jobId: entry.field, priority: jobPriority(priority, position++) },
-    });
-    if (toQueue.length > 0) await this.queue.addBulk(toQueue.map(job));
-    for (const entry of afterRemoval) {
-      // Another batch's job for this device finished a moment ago; BullMQ ignores an add while
-      // its hash exists, so wait (briefly: removal follows completion at once) until it is gone.
-      for (let tries = 0; tries < 100 && (await this.queue.getJob(entry.field)) !== undefined; tries += 1) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
+      if (answer.flag === 'duplicate') {
+        progress.duplicates += 1;
+        return;
       }
-      const next = job(entry);
-      await this.queue.add('revoke', next.data, next.opts);
-    }
+      progress.accepted += 1;
+      if (answer.flag === 'queue') {
+        toAdd.push({ name: 'revoke', data: revocationJobData(batchId, entry.device, action, entry.field), opts: { jobId: answer.jobId, priority: jobPriority(priority, position++) } });
+      } else {
+        followed.push({ answer, position: position++ });
+      }
+    });
+    // BullMQ ignores an add whose job id exists, so a retried addBulk adds nothing twice.
+    if (toAdd.length > 0) await this.retrying(() => this.queue.addBulk(toAdd));
+    if (followed.length > 0) await this.follow(followed, priority);
     return position;
+  }
+
+  /**
+   * Another batch's job now also serves this batch: an urgent batch must not wait behind a bulk
+   * job's priority (raise it), and a job parked because its batches are paused must run now.
+   */
+  private async follow(followed: { answer: RegisterAnswer; position: number }[], priority: BatchPriority): Promise<void> {
+    // A bulk batch never raises anything: read the followed jobs' priorities only when it could.
+    const candidates = priority === 'bulk' ? followed.filter((entry) => entry.answer.flag === 'following_parked') : followed;
+    if (candidates.length === 0) return;
+    const priorities = await this.results.jobPriorities(candidates.map((entry) => entry.answer.jobId));
+    for (const [index, { answer, position }] of candidates.entries()) {
+      const current = priorities[index];
+      // Not added yet (its producer is between REGISTER and addBulk): it runs at that producer's priority.
+      if (current === null || current === undefined) continue;
+      const raise = moreUrgent(priority, classOf(current));
+      if (!raise && answer.flag !== 'following_parked') continue;
+      const job = await this.queue.getJob(answer.jobId);
+      if (job === undefined) continue;
+      if (raise) await job.changePriority({ priority: jobPriority(priority, position) }).catch(() => undefined);
+      if (answer.flag === 'following_parked') await job.promote().catch(() => undefined);
+    }
   }
 }

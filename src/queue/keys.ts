@@ -40,13 +40,57 @@ export class Keys {
   batchIndex(): string {
     return `${this.prefix}:batches`;
   }
-  /** Set: other batches waiting on the outcome of a job that was already queued when they asked. */
-  followers(jobId: string): string {
-    return `${this.prefix}:followers:${jobId}`;
+  /** Hash: a batch's accepted devices by instance id (which instance is the batch's usual one). */
+  instances(batchId: string): string {
+    return `${this.prefix}:batch:${batchId}:instances`;
+  }
+  /** String with a short TTL: the batch's producer is alive (refreshed per chunk and while it waits). */
+  producer(batchId: string): string {
+    return `${this.prefix}:batch:${batchId}:producer`;
+  }
+  /** Hash: the revocation ledger entry of one revocation id (`job`: its open BullMQ job, `gen`: generations). */
+  revocation(revocationId: string): string {
+    return `${this.prefix}:rev:${revocationId}`;
+  }
+  /** Set: the batches subscribed to one revocation job (they all get its outcome). */
+  subscribers(jobId: string): string {
+    return `${this.prefix}:subs:${jobId}`;
+  }
+  /** String, 1 h: the answer of a REGISTER request, so that a resent one changes nothing twice. */
+  registerRequest(requestId: string): string {
+    return `${this.prefix}:register:${requestId}`;
+  }
+  /** String: who runs the reconciler now (one worker at a time). */
+  reconcileLock(): string {
+    return `${this.prefix}:reconcile:lock`;
   }
   /** String: the answer given to a webhook delivery, by its `webhook-id`. */
   webhookDelivery(webhookId: string): string {
     return `${this.prefix}:webhook:${webhookId}`;
+  }
+  /** String: a webhook delivery's body hash and compact answer, by sender and `webhook-id` (sender names hold no ':'). */
+  webhookDeliveryOf(sender: string, webhookId: string): string {
+    return `${this.prefix}:webhook-delivery:${sender}:${webhookId}`;
+  }
+  /** Sorted set: devices of webhook deliveries reserved against the high-water mark (member `<token>:<n>` → expiry ms). */
+  webhookRoom(): string {
+    return `${this.prefix}:webhook-room`;
+  }
+  /** Hash: a webhook sender's hourly device quota bucket (tokens, last refill). */
+  senderQuota(sender: string): string {
+    return `${this.prefix}:sender-quota:${sender}`;
+  }
+  /** BullMQ's wait list of the revocation queue (jobs without a priority). */
+  waitList(): string {
+    return `${this.prefix}:${REVOCATION_QUEUE}:wait`;
+  }
+  /** List: the audit trail of one batch (JSON entries, oldest first). */
+  auditOf(batchId: string): string {
+    return `${this.prefix}:batch:${batchId}:audit`;
+  }
+  /** List: the audit trail of every batch and of actions on none (newest first, capped). */
+  auditAll(): string {
+    return `${this.prefix}:audit`;
   }
   /** Hash: an account-wide pause (bad credentials), by limiter key. */
   accountPause(rateKey: string): string {
@@ -72,9 +116,17 @@ export class Keys {
   rateTick(rateKey: string): string {
     return `${this.prefix}:rate:${rateKey}:tick`;
   }
-  /** Prefix of the slot guard's keys (next slot; sorted set of recent slots). */
-  rateGuard(rateKey: string): string {
-    return `${this.prefix}:rate:${rateKey}:guard`;
+  /** String: when a rate budget's next call slot is (ms on Redis' clock). See `BudgetGate`. */
+  budgetNext(budget: string): string {
+    return `${this.prefix}:budget:${budget}:next`;
+  }
+  /** Sorted set: a rate budget's recent call slots (member → ms on Redis' clock). */
+  budgetWindow(budget: string): string {
+    return `${this.prefix}:budget:${budget}:window`;
+  }
+  /** Hash: every rate budget in use → its configured rate per second (for status and metrics). */
+  budgetIndex(): string {
+    return `${this.prefix}:budgets`;
   }
   /** List: completion events written with the state changes, waiting to be queued. */
   eventsOutbox(): string {

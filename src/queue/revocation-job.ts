@@ -22,9 +22,32 @@ export interface AttemptRecord {
   message: string;
 }
 
+/** Code of the history entry a dead-letter redrive adds: attempts are counted after the last one. */
+export const REDRIVEN_CODE = 'Redriven';
+
+/** Attempts that count toward MAX_ATTEMPTS: the counted entries since the last redrive. */
+export function countedAttempts(history: readonly AttemptRecord[]): number {
+  let count = 0;
+  for (let i = history.length - 1; i >= 0; i -= 1) {
+    const entry = history[i];
+    if (entry === undefined || entry.code === REDRIVEN_CODE) break;
+    if (entry.counted) count += 1;
+  }
+  return count;
+}
+
 /** Data of a job on the revocation queue. */
 export interface RevocationJobData {
+  /**
+   * The batch that opened this job. Every batch subscribed to the job (the ledger's subscriber
+   * set, this one included) gets its outcome; this one is also written when the set was lost.
+   */
   batchId: string;
+  /**
+   * The revocation id: the results-hash field and ledger entry (`Keys.revocation`). Absent on jobs
+   * enqueued before the ledger, whose job id is the revocation id.
+   */
+  revocationId?: string;
   mqttInstanceId: string;
   caSn: string;
   deviceSn: string;
@@ -34,9 +57,10 @@ export interface RevocationJobData {
   /** ISO time of the first call, once made. */
   firstAttemptAt: string | null;
   /**
-   * Runs of this job that ended without calling the API (parked while its batch was paused).
-   * With `history`, it tells a run that called and left no trace (a crash: result unknown) from
-   * one that never called. Absent on jobs enqueued before it existed.
+   * Write-ahead call intent: set just before an API call, replaced by the call's attempt record
+   * once it is answered. A run that finds one left behind knows that a call was made whose
+   * answer nobody saw (the worker died or lost the job mid-call): exactly the "unknown result"
+   * case. Limiter waits, parks and stalls before a call leave none, so they never count as calls.
    */
-  runsWithoutCall?: number;
+  callIntent?: { at: string } | null;
 }

@@ -4,13 +4,15 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import { DEAD_LETTER_QUEUE, REVOCATION_QUEUE } from './keys.js';
+import { BATCH_PRIORITIES, type BatchPriority } from './priority.js';
 import type { RevocationJobData } from './revocation-job.js';
 import type { DeadLetterData } from '../dlq/dead-letter.js';
 
 /**
  * Options of every revocation job. BullMQ's own attempts only cover failures of revoker itself
  * (a Redis outage while writing a record); API retries, throttling and backoff are the
- * worker's, counted in the job's history.
+ * worker's, counted in the job's history. A job that ends in BullMQ's failed set anyway is
+ * retried by the reconciler (src/reconcile).
  */
 export const REVOCATION_JOB_OPTIONS: JobsOptions = {
   removeOnComplete: true,
@@ -35,4 +37,9 @@ export function countWaitingJobs(queue: Queue<RevocationJobData>): Promise<numbe
 /** The dead-letter queue: nobody consumes it; entries wait for an operator to redrive or purge. */
 export function createDeadLetterQueue(connection: Redis, prefix: string): Queue<DeadLetterData> {
   return new Queue<DeadLetterData>(DEAD_LETTER_QUEUE, { connection, prefix, defaultJobOptions: { removeOnComplete: true } });
+}
+
+/** True when class `a` is served before class `b` (a job shared by batches runs at the most urgent one's). */
+export function moreUrgent(a: BatchPriority, b: BatchPriority): boolean {
+  return BATCH_PRIORITIES.indexOf(a) < BATCH_PRIORITIES.indexOf(b);
 }

@@ -1,175 +1,125 @@
 /**
- * Result records and batch counters, written together by Lua scripts so that the counters
- * always equal the records: a device is counted once however often its job runs (retries,
- * stalls, a worker killed between the API call and the write).
+ * The revocation ledger and the result records, written together by Lua scripts (src/results/lua)
+ * so that the counters always equal the records and every batch that asked for a device gets one
+ * record of it, whatever runs twice (retries, stalls, resent commands, a worker killed between
+ * the API call and the write).
  *
- * Layout (see `Keys`): a batch hash holds the counters; a results hash maps each device's job
- * id to its record, holding a pending placeholder from the moment the device is accepted. The
- * placeholder is what makes duplicates cheap to spot and lets a report show what is unfinished.
+ * Layout (see `Keys`):
+ * - a batch hash holds the counters; a results hash maps each device's revocation id to its
+ *   record, holding a pending placeholder from the moment the device is accepted;
+ * - the ledger: one hash per revocation id (`rev`) with its open BullMQ job (`job`, absent when
+ *   none is open) and a generation counter (`gen`), and per job a set of subscriber batches
+ *   (`subs`). A device asked for by two batches is one revocation, one job, two subscribers, one
+ *   API call and a record in each batch. BullMQ only delivers the job; the ledger decides who
+ *   gets its outcome.
  */
-import type { RedisClient as Redis } from '../redis/redis-connection.js';
+import { randomUUID } from 'node:crypto';
 import { EMIT_EVENT_LUA } from '../events/batch-event.js';
+import { loadLua } from '../redis/lua-script.js';
+import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import type { Keys } from '../queue/keys.js';
+import { parsePriority, type BatchPriority } from '../queue/priority.js';
+import type { BatchState } from '../batches/batch.js';
 import type { PendingRecord, ResultRecord } from './result-record.js';
 
-/**
- * Writes a terminal record once. KEYS: batch, results, followers. ARGV: prefix, field, record
- * JSON, outcome, now ISO, BullMQ job key (or ''), breaker minimum outcomes (0 = off), breaker percent. Returns 1 when written, 0 when the device already had a final record.
- * Also writes the same outcome into every follower batch (batches that asked for the same device
- * while this job was queued), then forgets the followers.
- */
-const FINALIZE = `
-if ARGV[6] ~= '' and redis.call('EXISTS', ARGV[6]) == 1 then
-  -- Tells producers that this job's outcome is decided: a batch arriving now needs a job of its own.
-  redis.call('HSET', ARGV[6], 'revokerDone', '1')
-end
-${EMIT_EVENT_LUA}local minOutcomes, percent
-local outbox = ARGV[1] .. ':events:outbox'
-local function finish(batchKey, resultsKey, field, record, outcome, now)
-  local current = redis.call('HGET', resultsKey, field)
-  if current and string.sub(current, 1, 20) ~= '{"outcome":"pending"' then
-    return 0
-  end
-  redis.call('HSET', resultsKey, field, record)
-  redis.call('HINCRBY', batchKey, outcome, 1)
-  local done = redis.call('HINCRBY', batchKey, 'done', 1)
-  local accepted = tonumber(redis.call('HGET', batchKey, 'accepted') or '0')
-  if redis.call('HGET', batchKey, 'enqueued') == '1' and done >= accepted then
-    local state = redis.call('HGET', batchKey, 'state')
-    if state ~= 'cancelled' then
-      redis.call('HSET', batchKey, 'state', 'completed')
-    end
-    redis.call('HSET', batchKey, 'finishedAt', now)
-    emit(batchKey, outbox, state == 'cancelled' and 'cancelled' or 'completed', now)
-  elseif outcome == 'not_found' and minOutcomes > 0 and done >= minOutcomes then
-    -- The not_found breaker: a wrong CaSn or instance makes most devices look unregistered.
-    local notFound = tonumber(redis.call('HGET', batchKey, 'not_found') or '0')
-    local state = redis.call('HGET', batchKey, 'state')
-    if notFound * 100 > done * percent and (state == 'running' or state == 'enqueuing') and redis.call('HGET', batchKey, 'notFoundBreaker') ~= 'off' then
-      redis.call('HSET', batchKey, 'state', 'paused', 'stateBeforePause', state, 'reason',
-        'not_found breaker: ' .. notFound .. ' of the first ' .. done .. ' devices were not registered; check the CaSn and instance, then resume (the breaker then stays off) or cancel')
-      emit(batchKey, outbox, 'paused', now)
-    end
-  end
-  return 1
-end
-minOutcomes = tonumber(ARGV[7])
-percent = tonumber(ARGV[8])
-local written = finish(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-local followers = redis.call('SMEMBERS', KEYS[3])
-for _, batchId in ipairs(followers) do
-  local record = cjson.decode(ARGV[3])
-  record['batchId'] = batchId
-  finish(ARGV[1] .. ':batch:' .. batchId, ARGV[1] .. ':batch:' .. batchId .. ':results', ARGV[2], cjson.encode(record), ARGV[4], ARGV[5])
-end
-redis.call('DEL', KEYS[3])
-return written
-`;
+/** How long a producer counts as alive after its last sign (a chunk registered, a wait for room). */
+export const PRODUCER_HEARTBEAT_MS = 60_000;
 
 /**
- * Accepts devices into a batch. KEYS: batch, results. ARGV: job-key prefix, followers-key prefix,
- * batch id, n, then n
- * pairs (field = job id, placeholder). Returns one flag per device:
- * 0 duplicate within the batch; 1 new, queue a job; 2 new, and a job of another batch for the
- * same device is queued: this batch follows its outcome; 3 new, but that job has just finished
- * and is being removed: queue a job once it is gone.
+ * Loads a script kept as a `.lua` file beside the module at `moduleUrl`, expanding its
+ * `-- includes: a, b` header line with the shared pieces of src/results/lua/includes (each
+ * included once, in the order given). `emit-event` is the completion-event piece of
+ * src/events/batch-event.ts.
  */
-const REGISTER = `
-local n = tonumber(ARGV[4])
-local flags = {}
-local added = 0
-for i = 1, n do
-  local field = ARGV[3 + 2 * i]
-  local flag = redis.call('HSETNX', KEYS[2], field, ARGV[4 + 2 * i])
-  if flag == 1 then
-    local jobKey = ARGV[1] .. field
-    if redis.call('EXISTS', jobKey) == 1 then
-      if redis.call('HGET', jobKey, 'revokerDone') == '1' then
-        flag = 3
-      else
-        local ok, data = pcall(cjson.decode, redis.call('HGET', jobKey, 'data') or '{}')
-        if ok and type(data) == 'table' and data['batchId'] ~= ARGV[3] then
-          redis.call('SADD', ARGV[2] .. field, ARGV[3])
-          flag = 2
-        end
-      end
-    end
-    added = added + 1
-  end
-  flags[i] = flag
-end
-redis.call('HINCRBY', KEYS[1], 'accepted', added)
-redis.call('HINCRBY', KEYS[1], 'duplicates', n - added)
-return flags
-`;
+export function loadScript(moduleUrl: string, name: string): string {
+  const body = loadLua(moduleUrl, name);
+  const includes = /^-- includes: (.+)$/m.exec(body)?.[1]?.split(',').map((part) => part.trim()) ?? [];
+  const pieces = includes.map((include) => (include === 'emit-event' ? EMIT_EVENT_LUA : loadLua(import.meta.url, `lua/includes/${include}.lua`)));
+  return [...pieces, body].join('\n');
+}
 
 /**
- * Marks a batch fully enqueued; completes it if every device already finished.
- * KEYS: batch, events outbox. ARGV: now ISO.
+ * The seven keys of a batch in the order the scripts take them (lua/includes/batch-keys.lua):
+ * batch, results, rejected, parked, instances, producer heartbeat, events outbox.
  */
-const MARK_ENQUEUED = `
-${EMIT_EVENT_LUA}redis.call('HSET', KEYS[1], 'enqueued', '1')
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'enqueuing' then
-  redis.call('HSET', KEYS[1], 'state', 'running')
-  state = 'running'
-end
-local done = tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
-local accepted = tonumber(redis.call('HGET', KEYS[1], 'accepted') or '0')
-if done >= accepted then
-  if state ~= 'cancelled' then redis.call('HSET', KEYS[1], 'state', 'completed') end
-  redis.call('HSET', KEYS[1], 'finishedAt', ARGV[1])
-  emit(KEYS[1], KEYS[2], state == 'cancelled' and 'cancelled' or 'completed', ARGV[1])
-end
-return redis.call('HGET', KEYS[1], 'state')
-`;
-
-/**
- * Reopens a final record (a dead letter being redriven). KEYS: batch, results. ARGV: field,
- * placeholder JSON. Returns the outcome that was undone, or false.
- */
-const REOPEN = `
-local current = redis.call('HGET', KEYS[2], ARGV[1])
-if not current then return false end
-local record = cjson.decode(current)
-if record['outcome'] == 'pending' then return false end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HINCRBY', KEYS[1], record['outcome'], -1)
-redis.call('HINCRBY', KEYS[1], 'done', -1)
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'completed' then redis.call('HSET', KEYS[1], 'state', 'running') end
-redis.call('HDEL', KEYS[1], 'finishedAt')
-return record['outcome']
-`;
+export function batchKeyList(keys: Keys, batchId: string): string[] {
+  return [keys.batch(batchId), keys.results(batchId), keys.rejected(batchId), keys.parked(batchId), keys.instances(batchId), keys.producer(batchId), keys.eventsOutbox()];
+}
 
 /** What the producer does with a device after registering it. */
 export type RegisterFlag =
   /** Already in this batch: count it, queue nothing. */
   | 'duplicate'
-  /** New: queue its job. */
+  /** New revocation job: add it (its id is given). */
   | 'queue'
-  /** New, and another batch's job for the same device is queued: this batch gets its outcome. */
+  /** Another batch's job for the same revocation is open: this batch subscribed to it. */
   | 'following'
-  /** New, and another batch's job for it has just finished: queue a job once that one is removed. */
-  | 'queue_after_removal';
+  /** As `following`, and that job is parked (its batches are paused): wake it, this batch runs. */
+  | 'following_parked'
+  /** A record outside the ledger (no job): accepted. */
+  | 'recorded';
 
-const REGISTER_FLAGS: Record<number, RegisterFlag> = { 0: 'duplicate', 1: 'queue', 2: 'following', 3: 'queue_after_removal' };
+const REGISTER_FLAGS: Record<number, RegisterFlag> = { 0: 'duplicate', 1: 'queue', 2: 'following', 3: 'following_parked' };
 
-type ScriptClient = Redis & {
-  revokerFinalize(b: string, r: string, f: string, prefix: string, field: string, record: string, outcome: string, now: string, jobKey: string, minOutcomes: string, percent: string): Promise<number>;
-  revokerRegister(b: string, r: string, ...args: string[]): Promise<number[]>;
-  revokerMarkEnqueued(b: string, outbox: string, now: string): Promise<string>;
-  revokerReopen(b: string, r: string, field: string, placeholder: string): Promise<string | null>;
-};
+/** One device's answer from `registerRevocations`. */
+export interface RegisterAnswer {
+  flag: RegisterFlag;
+  /** The job to add (`queue`) or that this batch now follows; '' for duplicates. */
+  jobId: string;
+}
 
-/** Registers the scripts on a connection (idempotent). ioredis reloads them after NOSCRIPT. */
+/** A device to register: its field (revocation id), placeholder and instance. */
+export interface RegisterEntry {
+  field: string;
+  placeholder: string;
+  /** Counted per batch, to tell the batch's usual instance from a row's override. */
+  instance?: string;
+}
+
+/** A subscriber of a revocation job as a run sees it. */
+export interface SubscriberState {
+  batchId: string;
+  /** Null when the batch is gone (expired). */
+  state: BatchState | null;
+  priority: BatchPriority;
+}
+
+/** The ledger entry of one revocation. */
+export interface RevocationEntry {
+  /** The open job, or null. */
+  job: string | null;
+  gen: number;
+  /** When the open job was opened (ms), or null. */
+  openedAtMs: number | null;
+  /** Who opened it: a batch id, `redrive` or `reconciler`. */
+  openedBy: string | null;
+  /** The dead letter a redrive opened the job from (its history is the job's). */
+  redrivenFrom: string | null;
+}
+
+/** What a redrive of one dead letter did in the ledger. */
+export interface RedriveAnswer {
+  /** `none`: no subscriber record could be reopened (all gone, cancelled or no longer failed). */
+  flag: RegisterFlag | 'none';
+  jobId: string;
+  /** Batches waiting for the job now: their `failed` record is pending again (or still was). */
+  reopened: string[];
+}
+
+type ScriptName = 'register' | 'finalize' | 'mark-enqueued' | 'read-subscribers' | 'unsubscribe' | 'close-revocation' | 'park' | 'redrive' | 'open-job' | 'mark-lost-answers';
+const SCRIPTS: readonly ScriptName[] = ['register', 'finalize', 'mark-enqueued', 'read-subscribers', 'unsubscribe', 'close-revocation', 'park', 'redrive', 'open-job', 'mark-lost-answers'];
+
+function commandName(script: ScriptName): string {
+  return `revoker_${script.replace(/-/g, '_')}`;
+}
+
+type ScriptClient = Redis & Record<string, (...args: (string | number)[]) => Promise<unknown>>;
+
+/** Registers the scripts on a connection once (ioredis sends EVALSHA, and EVAL after NOSCRIPT). */
 function withScripts(redis: Redis): ScriptClient {
-  const client = redis as ScriptClient;
-  if (typeof client.revokerFinalize !== 'function') {
-    redis.defineCommand('revokerFinalize', { numberOfKeys: 3, lua: FINALIZE });
-    redis.defineCommand('revokerRegister', { numberOfKeys: 2, lua: REGISTER });
-    redis.defineCommand('revokerMarkEnqueued', { numberOfKeys: 2, lua: MARK_ENQUEUED });
-    redis.defineCommand('revokerReopen', { numberOfKeys: 2, lua: REOPEN });
+  const client = redis as unknown as ScriptClient;
+  if (typeof client[commandName('register')] !== 'function') {
+    for (const script of SCRIPTS) redis.defineCommand(commandName(script), { lua: loadScript(import.meta.url, `lua/${script}.lua`) });
   }
   return client;
 }
@@ -191,7 +141,7 @@ export interface NotFoundBreaker {
 /** Defaults of `NotFoundBreaker` (issue: after at least 100 outcomes, more than half). */
 export const NOT_FOUND_BREAKER_DEFAULTS: NotFoundBreaker = { minOutcomes: 100, notFoundPercent: 50 };
 
-/** Reads and writes result records and their counters. */
+/** Reads and writes the ledger, result records and their counters. */
 export class ResultStore {
   private readonly redis: ScriptClient;
 
@@ -203,44 +153,198 @@ export class ResultStore {
     this.redis = withScripts(redis);
   }
 
-  /**
-   * Accepts devices into a batch and says, per device, what the producer must do (see
-   * `RegisterFlag`). Counters `accepted` and `duplicates` move accordingly.
-   */
-  async register(batchId: string, devices: { field: string; placeholder: string }[]): Promise<RegisterFlag[]> {
-    if (devices.length === 0) return [];
-    const args: string[] = [this.keys.jobKeyPrefix(), this.keys.followers(''), batchId, String(devices.length)];
-    for (const device of devices) args.push(device.field, device.placeholder);
-    const flags = await this.redis.revokerRegister(this.keys.batch(batchId), this.keys.results(batchId), ...args);
-    return flags.map((flag) => REGISTER_FLAGS[flag] ?? 'duplicate');
+  private run<T>(script: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<T> {
+    const command = this.redis[commandName(script)];
+    if (command === undefined) throw new Error(`script ${script} is not registered`);
+    return command.call(this.redis, keys.length, ...keys, ...args) as Promise<T>;
   }
 
-  /** Writes a device's terminal record once; returns false if it already had one. */
+  /**
+   * Accepts devices into a batch and subscribes it to their revocations, opening a job generation
+   * where none is open; says per device what the producer must do (see `RegisterFlag`). Counters
+   * `accepted` and `duplicates` move accordingly, the producer heartbeat is refreshed. Sending the
+   * same `requestId` again returns the first answer and changes nothing.
+   */
+  async registerRevocations(batchId: string, devices: readonly RegisterEntry[], requestId: string = randomUUID()): Promise<RegisterAnswer[]> {
+    if (devices.length === 0) return [];
+    const flat = await this.registerRaw('ledger', batchId, devices, requestId);
+    const answers: RegisterAnswer[] = [];
+    for (let i = 0; i < flat.length; i += 2) answers.push({ flag: REGISTER_FLAGS[Number(flat[i])] ?? 'duplicate', jobId: String(flat[i + 1] ?? '') });
+    return answers;
+  }
+
+  /**
+   * Accepts devices into a batch as records that no revocation job will write (a CA deletion's
+   * devices: the CLI writes them with `finalize`). Duplicates are counted.
+   */
+  async register(batchId: string, devices: readonly RegisterEntry[]): Promise<RegisterFlag[]> {
+    if (devices.length === 0) return [];
+    const flat = await this.registerRaw('records', batchId, devices, randomUUID());
+    const flags: RegisterFlag[] = [];
+    for (let i = 0; i < flat.length; i += 2) flags.push(Number(flat[i]) === 0 ? 'duplicate' : 'recorded');
+    return flags;
+  }
+
+  private registerRaw(mode: 'ledger' | 'records', batchId: string, devices: readonly RegisterEntry[], requestId: string): Promise<(string | number)[]> {
+    const keys = [this.keys.batch(batchId), this.keys.results(batchId), this.keys.registerRequest(requestId), this.keys.instances(batchId), this.keys.producer(batchId)];
+    if (mode === 'ledger') for (const device of devices) keys.push(this.keys.revocation(device.field));
+    const args: (string | number)[] = [this.keys.prefix, batchId, mode, PRODUCER_HEARTBEAT_MS, Date.now(), devices.length];
+    for (const device of devices) args.push(device.field, device.placeholder, device.instance ?? '');
+    return this.run('register', keys, args);
+  }
+
+  /**
+   * Writes a revocation's outcome into every subscriber of job `jobId` whose record is still
+   * pending (and into `record.batchId`, the batch that opened the job), then closes the job in the
+   * ledger. Returns the batches written.
+   */
+  finalizeRevocation(rid: string, jobId: string, record: ResultRecord): Promise<string[]> {
+    return this.finalizeRaw(rid, jobId, record);
+  }
+
+  /** Writes a record outside the ledger (a CA deletion's device) once; false if it was not pending. */
   async finalize(field: string, record: ResultRecord): Promise<boolean> {
-    const written = await this.redis.revokerFinalize(
-      this.keys.batch(record.batchId),
-      this.keys.results(record.batchId),
-      this.keys.followers(field),
-      this.keys.prefix,
-      field,
-      JSON.stringify(record),
-      record.outcome,
-      record.finishedAt,
-      this.keys.jobKeyPrefix() + field,
-      String(this.breaker.minOutcomes),
-      String(this.breaker.notFoundPercent),
+    return (await this.finalizeRaw(field, '', record)).length > 0;
+  }
+
+  private finalizeRaw(field: string, jobId: string, record: ResultRecord): Promise<string[]> {
+    return this.run<string[]>(
+      'finalize',
+      [this.keys.revocation(field), this.keys.subscribers(jobId), ...batchKeyList(this.keys, record.batchId)],
+      [this.keys.prefix, field, jobId, JSON.stringify(record), record.outcome, record.finishedAt, this.breaker.minOutcomes, this.breaker.notFoundPercent, record.batchId],
+    );
+  }
+
+  /**
+   * Marks the batch fully enqueued and returns its state afterwards (null if it does not exist).
+   * `note` says why the input ended early (a producer that stopped). Idempotent.
+   */
+  async markEnqueued(batchId: string, now: Date = new Date(), note = ''): Promise<string | null> {
+    return this.run<string | null>('mark-enqueued', batchKeyList(this.keys, batchId), [now.toISOString(), note]);
+  }
+
+  /**
+   * The subscribers of a job with their states, the account pause in force (or null), and whether
+   * the ledger holds an earlier lost answer for this job (a redrive that joined it brought one).
+   */
+  async readSubscribers(rid: string, jobId: string, accountPauseKey: string): Promise<{ accountPaused: string | null; lostAnswer: boolean; subscribers: SubscriberState[] }> {
+    const flat = await this.run<string[]>('read-subscribers', [this.keys.subscribers(jobId), accountPauseKey, this.keys.revocation(rid)], [this.keys.prefix, jobId]);
+    const subscribers: SubscriberState[] = [];
+    for (let i = 2; i + 2 < flat.length; i += 3) {
+      const batchId = flat[i] ?? '';
+      const state = flat[i + 1] ?? '';
+      subscribers.push({ batchId, state: state === '' ? null : (state as BatchState), priority: parsePriority(flat[i + 2]) ?? 'normal' });
+    }
+    const reason = flat[0] ?? '';
+    return { accountPaused: reason === '' ? null : reason, lostAnswer: flat[1] === '1', subscribers };
+  }
+
+  /**
+   * Takes a batch off a job's subscribers, writing `record` into it first (a cancelled batch's
+   * `cancelled`), or nothing (an expired batch). Returns true when the record was written.
+   */
+  async unsubscribe(jobId: string, field: string, batchId: string, record: ResultRecord | null): Promise<boolean> {
+    const written = await this.run<number>(
+      'unsubscribe',
+      [this.keys.subscribers(jobId), ...batchKeyList(this.keys, batchId)],
+      [batchId, field, record === null ? '' : JSON.stringify({ ...record, batchId }), record?.outcome ?? '', record?.finishedAt ?? new Date().toISOString(), this.breaker.minOutcomes, this.breaker.notFoundPercent],
     );
     return written === 1;
   }
 
-  /** Marks the batch fully enqueued and returns its state afterwards. */
-  markEnqueued(batchId: string, now: Date = new Date()): Promise<string> {
-    return this.redis.revokerMarkEnqueued(this.keys.batch(batchId), this.keys.eventsOutbox(), now.toISOString());
+  /** Ends a job that no batch wants any more; false when one subscribed meanwhile. */
+  async closeRevocation(rid: string, jobId: string): Promise<boolean> {
+    return (await this.run<number>('close-revocation', [this.keys.revocation(rid), this.keys.subscribers(jobId)], [jobId])) === 1;
   }
 
-  /** Turns a final record back into pending (before a redrive); returns the undone outcome or null. */
-  reopen(batchId: string, field: string, placeholder: string): Promise<string | null> {
-    return this.redis.revokerReopen(this.keys.batch(batchId), this.keys.results(batchId), field, placeholder);
+  /**
+   * Records a parked job in the parked set of each batch given (any resume wakes it). False when
+   * refused because the reason is gone (mode `account`: the account pause was lifted; `batch`: a
+   * subscriber runs): decide again.
+   */
+  async park(rid: string, jobId: string, batchIds: readonly string[], mode: 'account' | 'batch' | 'force', accountPauseKey: string): Promise<boolean> {
+    const keys = [this.keys.revocation(rid), this.keys.subscribers(jobId), accountPauseKey, ...batchIds.map((batchId) => this.keys.parked(batchId))];
+    return (await this.run<number>('park', keys, [jobId, this.keys.prefix, mode])) >= 0;
+  }
+
+  /**
+   * Reopens the `failed` records of a dead-lettered revocation in these batches and subscribes
+   * them to its open job, or to a new generation (flag `queue`: the caller adds it). `lostAnswer`:
+   * the dead letter's history holds a call whose answer was lost (an open job joined is told).
+   * `deadJobId`: the dead-lettered job; if the ledger still has it open (its records were never
+   * written), the answer is `queue` with that id: add it again (a no-op if it exists).
+   */
+  async redrive(rid: string, deadLetterId: string, candidates: readonly { batchId: string; placeholder: string }[], lostAnswer: boolean, deadJobId = ''): Promise<RedriveAnswer> {
+    const keys = [this.keys.revocation(rid), ...candidates.flatMap((candidate) => batchKeyList(this.keys, candidate.batchId))];
+    const args: (string | number)[] = [this.keys.prefix, rid, Date.now(), deadLetterId, candidates.length, lostAnswer ? '1' : '', deadJobId];
+    for (const candidate of candidates) args.push(candidate.batchId, candidate.placeholder);
+    const [flag, jobId, ...reopened] = await this.run<(string | number)[]>('redrive', keys, args);
+    return { flag: Number(flag) === 0 ? 'none' : (REGISTER_FLAGS[Number(flag)] ?? 'none'), jobId: String(jobId ?? ''), reopened: reopened.map(String) };
+  }
+
+  /** Subscribes batches to the revocation's open job or opens a generation (the reconciler's repair). */
+  async openJob(rid: string, batchIds: readonly string[], opener: string): Promise<RegisterAnswer> {
+    const [flag, jobId] = await this.run<(string | number)[]>('open-job', [this.keys.revocation(rid)], [this.keys.prefix, rid, Date.now(), opener, ...batchIds]);
+    return { flag: REGISTER_FLAGS[Number(flag)] ?? 'duplicate', jobId: String(jobId ?? '') };
+  }
+
+  /**
+   * Marks jobs whose recent call's intent Redis may have lost (it came back from a crash): their
+   * next runs treat the earlier result as unknown. Returns how many were still open.
+   */
+  async markLostAnswers(entries: readonly { rid: string; jobId: string }[]): Promise<number> {
+    let marked = 0;
+    // Keys of one script call must share a slot: they do (one hash tag), but keep calls small.
+    for (let start = 0; start < entries.length; start += 500) {
+      const page = entries.slice(start, start + 500);
+      marked += await this.run<number>('mark-lost-answers', page.map((entry) => this.keys.revocation(entry.rid)), page.map((entry) => entry.jobId));
+    }
+    return marked;
+  }
+
+  /** The ledger entry of a revocation, or null when there is none. */
+  async revocation(rid: string): Promise<RevocationEntry | null> {
+    const hash = await this.redis.hgetall(this.keys.revocation(rid));
+    if (Object.keys(hash).length === 0) return null;
+    return {
+      job: hash.job ?? null,
+      gen: Number(hash.gen ?? 0),
+      openedAtMs: hash.openedAt === undefined ? null : Number(hash.openedAt),
+      openedBy: hash.openedBy ?? null,
+      redrivenFrom: hash.redrivenFrom ?? null,
+    };
+  }
+
+  /**
+   * The BullMQ priority of each revocation job (null where the job does not exist), in one round
+   * trip: what a producer following another batch's jobs needs to decide whether to raise them.
+   */
+  async jobPriorities(jobIds: readonly string[]): Promise<(number | null)[]> {
+    if (jobIds.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const jobId of jobIds) pipeline.hget(this.keys.jobKeyPrefix() + jobId, 'priority');
+    const replies = (await pipeline.exec()) ?? [];
+    return jobIds.map((_, index) => {
+      const raw = replies[index]?.[1];
+      return typeof raw === 'string' ? Number(raw) : null;
+    });
+  }
+
+  /** The open job of each revocation (null where none is open), in one round trip. */
+  async openJobs(rids: readonly string[]): Promise<(string | null)[]> {
+    if (rids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const rid of rids) pipeline.hget(this.keys.revocation(rid), 'job');
+    const replies = (await pipeline.exec()) ?? [];
+    return rids.map((_, index) => {
+      const raw = replies[index]?.[1];
+      return typeof raw === 'string' ? raw : null;
+    });
+  }
+
+  /** The batches subscribed to a job. */
+  subscribersOf(jobId: string): Promise<string[]> {
+    return this.redis.smembers(this.keys.subscribers(jobId));
   }
 
   /** One device's record, or its pending placeholder, or null. */
@@ -251,14 +355,22 @@ export class ResultStore {
 
   /** Streams every record of a batch in pages (HSCAN), never holding the whole batch in memory. */
   async *scan(batchId: string, pageSize = 1_000): AsyncGenerator<ResultRecord | PendingRecord> {
+    for await (const page of this.scanFields(batchId, pageSize)) for (const entry of page) yield entry.record;
+  }
+
+  /** Like `scan`, in pages of (field, record) pairs: what the reconciler walks. */
+  async *scanFields(batchId: string, pageSize = 1_000): AsyncGenerator<{ field: string; record: ResultRecord | PendingRecord }[]> {
     let cursor = '0';
     do {
       const [next, flat] = await this.redis.hscan(this.keys.results(batchId), cursor, 'COUNT', pageSize);
       cursor = next;
+      const page: { field: string; record: ResultRecord | PendingRecord }[] = [];
       for (let i = 1; i < flat.length; i += 2) {
+        const field = flat[i - 1];
         const raw = flat[i];
-        if (raw !== undefined) yield JSON.parse(raw) as ResultRecord | PendingRecord;
+        if (field !== undefined && raw !== undefined) page.push({ field, record: JSON.parse(raw) as ResultRecord | PendingRecord });
       }
+      if (page.length > 0) yield page;
     } while (cursor !== '0');
   }
 }

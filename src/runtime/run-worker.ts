@@ -21,7 +21,7 @@ export async function runWorker(env: NodeJS.ProcessEnv = process.env): Promise<n
   }
   const log = createLogger(config.logLevel, 'revoker-worker');
   let currentRate = () => config.ratePerSecond;
-  const metrics = await startWorkerMetrics(config.workerMetricsPort, () => currentRate(), log);
+  const metrics = await startWorkerMetrics(config.workerMetricsPort, () => currentRate(), log, config.workerMetricsHost);
   const runtime = await startWorkerRuntime(config, log, { onCall: metrics.onCall });
   currentRate = () => runtime.gate.ratePerSecond();
   await new Promise<void>((resolve) => {

@@ -9,6 +9,9 @@ import type { Logger } from 'pino';
 import { createWorkerMetrics, type WorkerMetrics } from '../server/metrics.js';
 import type { RevocationWorkerDeps } from '../worker/revocation-worker.js';
 
+/** Where worker metrics listen by default (WORKER_METRICS_HOST's default). */
+export const DEFAULT_WORKER_METRICS_HOST = '127.0.0.1';
+
 /** Metrics of one worker process and, when a port is given, the server that exposes them. */
 export interface WorkerMetricsEndpoint {
   metrics: WorkerMetrics;
@@ -19,8 +22,12 @@ export interface WorkerMetricsEndpoint {
   close(): Promise<void>;
 }
 
-/** Creates the metrics and, if `port` is not null, serves them on `host`:`port`/metrics (0 = any free port). */
-export async function startWorkerMetrics(port: number | null, currentRate: () => number, log: Logger, host = '0.0.0.0'): Promise<WorkerMetricsEndpoint> {
+/**
+ * Creates the metrics and, if `port` is not null, serves them on `host`:`port`/metrics (0 = any
+ * free port). The endpoint has no authentication, so it listens on loopback unless told
+ * otherwise (WORKER_METRICS_HOST): a sidecar or node agent scrapes it there.
+ */
+export async function startWorkerMetrics(port: number | null, currentRate: () => number, log: Logger, host = DEFAULT_WORKER_METRICS_HOST): Promise<WorkerMetricsEndpoint> {
   const registry = new Registry();
   const metrics = createWorkerMetrics(registry);
   const onCall: WorkerMetricsEndpoint['onCall'] = (event) => {
@@ -47,7 +54,7 @@ export async function startWorkerMetrics(port: number | null, currentRate: () =>
       server?.once('error', reject);
       server?.listen(port, host, () => resolve());
     });
-    log.info({ port }, 'worker metrics served on /metrics');
+    log.info({ host, port }, 'worker metrics served on /metrics');
   }
   const address = server?.address();
   return {

@@ -4,19 +4,21 @@
  */
 import type { Logger } from 'pino';
 import { CertificateApi } from '../cloud/certificate-api.js';
-import { rateLimitKeyFor, type Config } from '../config/config.js';
+import type { Config } from '../config/config.js';
 import { EventDelivery } from '../events/event-delivery.js';
 import { AdaptiveRate } from '../limiter/adaptive-rate.js';
-import { BottleneckRateGate } from '../limiter/bottleneck-rate-gate.js';
+import type { BudgetGate } from '../limiter/budget-gate.js';
+import { Reconciler } from '../reconcile/reconciler.js';
 import { createRedis } from '../redis/redis-connection.js';
 import { RevocationWorker, type RevocationWorkerDeps, type RevocationWorkerOptions } from '../worker/revocation-worker.js';
 import { openContext, type Context } from './context.js';
+import { openBudgetGate } from './open-budget-gate.js';
 
 /** A running worker and how to stop it. */
 export interface WorkerRuntime {
   worker: RevocationWorker;
   context: Context;
-  gate: BottleneckRateGate;
+  gate: BudgetGate;
   rateKey: string;
   /** Stops taking jobs, finishes in-flight calls, closes everything in reverse order. */
   close(): Promise<void>;
@@ -27,9 +29,14 @@ export async function startWorkerRuntime(config: Config, log: Logger, overrides:
   const context = openContext(config, 'revoker-worker');
   const connection = createRedis(config.redisUrl, { connectionName: 'revoker-worker-bullmq', cluster: config.redisCluster });
   const api = new CertificateApi({ endpoint: config.apiEndpoint, protocol: config.apiProtocol, timeoutMs: config.apiTimeoutMs, credentials: config.credentials });
-  // RATE_LIMIT_KEY, else the AccessKey id of whatever the credential chain resolves to.
-  const rateKey = config.rateLimitKey ?? rateLimitKeyFor(await api.accessKeyId());
-  const gate = new BottleneckRateGate(context.redis, { id: context.keys.limiterId(rateKey), ratePerSecond: config.ratePerSecond, permitExpirationMs: config.apiTimeoutMs, guardKey: context.keys.rateGuard(rateKey) }, log);
+  let opened;
+  try {
+    opened = await openBudgetGate(context, api, log);
+  } catch (error) {
+    await context.close();
+    throw error;
+  }
+  const { gate, rateKey } = opened;
   const adaptive = new AdaptiveRate(context.redis, context.keys, rateKey, gate, { capPerSecond: config.ratePerSecond }, log);
   // Start from the account's current adaptive rate, not the cap, if another worker lowered it.
   const shared = await context.redis.get(context.keys.currentRate(rateKey));
@@ -38,20 +45,24 @@ export async function startWorkerRuntime(config: Config, log: Logger, overrides:
   adaptive.start();
   const { onCall, ...options } = overrides;
   const worker = new RevocationWorker(
-    { connection, redis: context.redis, keys: context.keys, api, gate, adaptive, results: context.results, batches: context.batches, deadLetters: context.deadLetters, rateKey, log, ...(onCall ? { onCall } : {}) },
+    { connection, redis: context.redis, keys: context.keys, api, gate, adaptive, results: context.results, batches: context.batches, deadLetters: context.deadLetters, rateKey, egress: gate.egress(), log, ...(onCall ? { onCall } : {}) },
     { concurrency: config.workerConcurrency, maxAttempts: config.maxAttempts, lockDurationMs: config.jobLockMs, retry: { baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, ...options },
   );
   worker.start();
   await worker.waitUntilReady();
   // Completion events ride on every worker process: whichever moves an outbox entry first queues it.
-  const events = new EventDelivery(context.redis, connection, context.keys, context.batches, { defaultUrl: config.eventsUrl, secret: config.eventsSecret, retryBaseMs: config.eventsRetryBaseMs }, log);
+  const events = new EventDelivery(context.redis, connection, context.keys, context.batches, { defaultUrl: config.eventsUrl, secret: config.eventsSecret, retryBaseMs: config.eventsRetryBaseMs, allowedOrigins: config.eventsAllowedOrigins, allowPrivate: config.eventsAllowPrivate }, log);
   events.start();
+  // One worker at a time (a lock) repairs what crashes left: jobs that never reached BullMQ, failed jobs, stopped producers.
+  const reconciler = new Reconciler({ redis: context.redis, keys: context.keys, queue: context.queue, batches: context.batches, results: context.results, deadLetters: context.deadLetters, log });
+  reconciler.start();
   return {
     worker,
     context,
     gate,
     rateKey,
     async close() {
+      await reconciler.close();
       await worker.close();
       await events.close();
       adaptive.stop();

@@ -5,13 +5,14 @@
  * several servers in one process do not collide.
  */
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+import { readBudgetRates, type BudgetRate } from '../limiter/budget-status.js';
 import type { Context } from '../runtime/context.js';
 
 /** Job states of the revocation queue reported as `revoker_queue_jobs{state}`. */
 export const QUEUE_DEPTH_STATES = ['waiting', 'active', 'delayed', 'failed', 'prioritized'] as const;
 
 /** Adds the scrape-time gauges of a context's queues to `registry`. */
-export function registerQueueMetrics(registry: Registry, context: Pick<Context, 'queue' | 'deadLetters'>): void {
+export function registerQueueMetrics(registry: Registry, context: Pick<Context, 'queue' | 'deadLetters' | 'redis' | 'keys'>): void {
   const queueJobs = new Gauge({
     name: 'revoker_queue_jobs',
     help: 'Jobs on the revocation queue by state (delayed includes retries in backoff and jobs of paused batches).',
@@ -22,6 +23,31 @@ export function registerQueueMetrics(registry: Registry, context: Pick<Context, 
       for (const state of QUEUE_DEPTH_STATES) queueJobs.set({ state }, counts[state] ?? 0);
     },
   });
+  // The rate budgets (docs/DESIGN.md §2), read from Redis at scrape time like the queue depths.
+  const budgetLabels = ['budget', 'kind', 'label'] as const;
+  const budgetGauge = (name: string, help: string, value: (budget: BudgetRate) => number): Gauge<(typeof budgetLabels)[number]> => {
+    const gauge: Gauge<(typeof budgetLabels)[number]> = new Gauge({
+      name,
+      help,
+      labelNames: budgetLabels,
+      registers: [registry],
+      async collect() {
+        gauge.reset();
+        for (const budget of await readBudgetRates(context.redis, context.keys)) gauge.set({ budget: budget.name, kind: budget.kind, label: budget.label }, value(budget));
+      },
+    });
+    return gauge;
+  };
+  budgetGauge(
+    'revoker_budget_calls_last_second',
+    'Call slots a rate budget handed out in the last second: kind "egress" (label = EGRESS_ID; the API blocks a source IP above 300/s) or "account" (label = API operation; throttled above 500/s).',
+    (budget) => budget.lastSecond,
+  );
+  budgetGauge(
+    'revoker_budget_limit_per_second',
+    'Configured rate of a rate budget (RATE_LIMIT_PER_SECOND per account and operation, EGRESS_RATE_LIMIT_PER_SECOND per egress group).',
+    (budget) => budget.configuredPerSecond,
+  );
   const deadLetters = new Gauge({
     name: 'revoker_dead_letters',
     help: 'Devices on the dead-letter queue, waiting for an operator to redrive or purge them.',

@@ -101,17 +101,26 @@ const GATEWAY_ROWS: Row[] = [
   apiRow('Throttling.User', 429, 'throttle', false),
   apiRow('Throttling.Api', 400, 'throttle', false),
   apiRow('Throttling.Api', 429, 'throttle', false),
-  apiRow('ServiceUnavailable', 503, 'retry', false),
+  // Any 5xx that is not a definite answer may have been applied behind the layer that answered.
+  apiRow('ServiceUnavailable', 503, 'retry', true),
   // A 500 may come after the backend applied the delete: the result is unknown.
   apiRow('InternalError', 500, 'retry', true),
   apiRow('SomeUndocumentedBackendError', 500, 'retry', true),
   apiRow('SomeUndocumentedGatewayError', 502, 'retry', true),
   apiRow('SignatureNonceUsed', 400, 'retry', false),
-  apiRow('InvalidAccessKeyId.NotFound', 404, 'fatal_for_credentials', false),
-  apiRow('InvalidAccessKeyId.Inactive', 400, 'fatal_for_credentials', false),
-  apiRow('SignatureDoesNotMatch', 400, 'fatal_for_credentials', false),
-  apiRow('Forbidden.RAM', 403, 'fatal_for_credentials', false),
-  apiRow('InvalidTimeStamp.Expired', 400, 'fatal_for_credentials', false),
+  apiRow('InvalidAccessKeyId.NotFound', 404, 'fatal_for_account', false),
+  apiRow('InvalidAccessKeyId.Inactive', 400, 'fatal_for_account', false),
+  apiRow('SignatureDoesNotMatch', 400, 'fatal_for_account', false),
+  apiRow('Forbidden.RAM', 403, 'fatal_for_account', false),
+  apiRow('InvalidTimeStamp.Expired', 400, 'fatal_for_account', false),
+  // Issue 11: refusals that every call of the account would get pause the account.
+  apiRow('NoPermission', 403, 'fatal_for_account', false),
+  apiRow('InvalidAction.NotFound', 404, 'fatal_for_account', false),
+  apiRow('InvalidVersion', 400, 'fatal_for_account', false),
+  apiRow('MissingParameter', 400, 'fatal_for_account', false),
+  apiRow('InvalidTimeStamp.Format', 400, 'fatal_for_account', false),
+  // Issue 12: a blocked source IP (the emulator's default answer; the real one is undocumented).
+  apiRow('Forbidden.IpBlocked', 403, 'ip_blocked', false),
 ];
 
 const NETWORK_ROWS: Row[] = [
@@ -203,19 +212,19 @@ describe('classifyFailure(describeApiFailure(error)) for every documented error'
   it.each(ONSMQTT_ROWS.map((row) => [row.name, row] as const))('onsmqtt %s', (_name, row) => {
     const failure = describeApiFailure(row.error);
     expect(failure).toMatchObject({ kind: row.kind, code: row.code, httpStatus: row.httpStatus, requestId: row.requestId });
-    expect(classifyFailure(failure)).toEqual({ action: row.action, uncertain: row.uncertain });
+    expect(classifyFailure(failure)).toMatchObject({ action: row.action, uncertain: row.uncertain });
   });
 
   it.each(GATEWAY_ROWS.map((row) => [row.name, row] as const))('gateway %s', (_name, row) => {
     const failure = describeApiFailure(row.error);
     expect(failure).toMatchObject({ kind: row.kind, code: row.code, httpStatus: row.httpStatus, requestId: row.requestId });
-    expect(classifyFailure(failure)).toEqual({ action: row.action, uncertain: row.uncertain });
+    expect(classifyFailure(failure)).toMatchObject({ action: row.action, uncertain: row.uncertain });
   });
 
   it.each(NETWORK_ROWS.map((row) => [row.name, row] as const))('network: %s', (_name, row) => {
     const failure = describeApiFailure(row.error);
     expect(failure).toMatchObject({ kind: row.kind, code: row.code, httpStatus: row.httpStatus, requestId: row.requestId });
-    expect(classifyFailure(failure)).toEqual({ action: row.action, uncertain: row.uncertain });
+    expect(classifyFailure(failure)).toMatchObject({ action: row.action, uncertain: row.uncertain });
   });
 });
 
@@ -242,7 +251,7 @@ describe('describeApiFailure', () => {
   it('turns a thrown non-Error into an unknown failure that is retried as uncertain', () => {
     const failure = describeApiFailure('something odd');
     expect(failure).toEqual({ kind: 'unknown', code: 'Error', httpStatus: null, message: 'something odd', requestId: null });
-    expect(classifyFailure(failure)).toEqual({ action: 'retry', uncertain: true });
+    expect(classifyFailure(failure)).toMatchObject({ action: 'retry', uncertain: true });
   });
 
   it('keeps the code, status and RequestId of an API answer whose Code or Message names a timeout', () => {
@@ -263,15 +272,31 @@ describe('classifyFailure beyond the documented codes', () => {
     ['Throttling.System', 400, 'throttle', false],
     ['SomethingNew', 429, 'throttle', false],
     ['Throttling.Whatever', 400, 'throttle', false],
-    ['Forbidden.AccessKeyDisabled', 403, 'fatal_for_credentials', false],
-    ['InvalidSecurityToken.Expired', 400, 'fatal_for_credentials', false],
+    ['Forbidden.AccessKeyDisabled', 403, 'fatal_for_account', false],
+    ['InvalidSecurityToken.Expired', 400, 'fatal_for_account', false],
     ['UnknownValidationError', 400, 'permanent', false],
-    ['UnknownUnavailable', 503, 'retry', false],
+    ['UnknownUnavailable', 503, 'retry', true],
+    ['Throttling.IpLimitExceeded', 400, 'ip_blocked', false],
+    ['IpBlacklisted', 403, 'ip_blocked', false],
+    ['Forbidden.IPDenied', 403, 'ip_blocked', false],
   ] as const)('%s %s → %s', (code, httpStatus, action, uncertain) => {
-    expect(classifyFailure(api(code, httpStatus))).toEqual({ action, uncertain });
+    expect(classifyFailure(api(code, httpStatus))).toMatchObject({ action, uncertain });
   });
 
   it('a retryable code that arrives with a 4xx status is certain', () => {
-    expect(classifyFailure(api('InternalError', 400))).toEqual({ action: 'retry', uncertain: false });
+    expect(classifyFailure(api('InternalError', 400))).toMatchObject({ action: 'retry', uncertain: false });
+  });
+
+  it('a 403 whose message says the address is blacklisted is an IP block whatever its code', () => {
+    const failure: ApiFailure = { kind: 'api', code: 'Forbidden', httpStatus: 403, message: 'Your IP address has been blocked', requestId: null };
+    expect(classifyFailure(failure).action).toBe('ip_blocked');
+    expect(classifyFailure({ ...failure, message: 'The request source is in the blacklist.' }).action).toBe('ip_blocked');
+    expect(classifyFailure({ ...failure, message: 'User not authorized to operate on the specified resource.' }).action).toBe('fatal_for_account');
+  });
+
+  it('marks codes outside the table as undocumented, so the worker can watch for a pattern', () => {
+    expect(classifyFailure(api('UnknownValidationError', 400)).documented).toBe(false);
+    expect(classifyFailure(api('SomeUndocumentedBackendError', 500)).documented).toBe(false);
+    expect(classifyFailure(api('ParameterFieldCheckFailed', 400)).documented).toBe(true);
   });
 });

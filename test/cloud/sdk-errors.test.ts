@@ -91,7 +91,7 @@ describe('SDK errors from the emulator, classified', () => {
     expect(failure).toMatchObject({ kind: 'api', code: 'ParameterFieldCheckFailed', httpStatus: 400 });
     expect(failure.requestId).toMatch(UUID);
     expect(failure.requestId).toBe(lastCallFor(device)?.requestId);
-    expect(verdict).toEqual({ action: 'permanent', uncertain: false });
+    expect(verdict).toMatchObject({ action: 'permanent', uncertain: false });
   });
 
   it('FindDeviceBySnError for an unregistered device → not_found', async () => {
@@ -99,7 +99,7 @@ describe('SDK errors from the emulator, classified', () => {
     const { failure, verdict } = await failedRevoke(api, device);
     expect(failure).toMatchObject({ kind: 'api', code: 'FindDeviceBySnError', httpStatus: 500 });
     expect(failure.requestId).toBe(lastCallFor(device)?.requestId);
-    expect(verdict).toEqual({ action: 'not_found', uncertain: false });
+    expect(verdict).toMatchObject({ action: 'not_found', uncertain: false });
   });
 
   it('MqttInstanceNotFound for an unknown instance → fatal_for_batch', async () => {
@@ -107,7 +107,7 @@ describe('SDK errors from the emulator, classified', () => {
     const { failure, verdict } = await failedRevoke(api, device);
     expect(failure).toMatchObject({ kind: 'api', code: 'MqttInstanceNotFound', httpStatus: 500 });
     expect(failure.requestId).toMatch(UUID);
-    expect(verdict).toEqual({ action: 'fatal_for_batch', uncertain: false });
+    expect(verdict).toMatchObject({ action: 'fatal_for_batch', uncertain: false });
   });
 
   it('MqttOwnerCheckError for a denied instance → fatal_for_batch, nothing applied', async () => {
@@ -117,24 +117,26 @@ describe('SDK errors from the emulator, classified', () => {
       const { failure, verdict } = await failedRevoke(api, device);
       expect(failure).toMatchObject({ kind: 'api', code: 'MqttOwnerCheckError', httpStatus: 500 });
       expect(failure.requestId).toMatch(UUID);
-      expect(verdict).toEqual({ action: 'fatal_for_batch', uncertain: false });
+      expect(verdict).toMatchObject({ action: 'fatal_for_batch', uncertain: false });
     } finally {
       emulator.allowInstance(DEMO_ACCOUNT.accessKeyId, INSTANCE);
     }
     expect(isRegistered(device)).toBe(true);
   });
 
-  const scripted: Array<[code: string, httpStatus: number, verdict: FailureClass]> = [
+  const scripted: Array<[code: string, httpStatus: number, verdict: Pick<FailureClass, 'action' | 'uncertain'>]> = [
     ['Throttling', 400, { action: 'throttle', uncertain: false }],
     ['Throttling.User', 400, { action: 'throttle', uncertain: false }],
     ['Throttling.Api', 400, { action: 'throttle', uncertain: false }],
     ['Throttling.Api', 429, { action: 'throttle', uncertain: false }],
-    ['ServiceUnavailable', 503, { action: 'retry', uncertain: false }],
+    ['ServiceUnavailable', 503, { action: 'retry', uncertain: true }],
     ['InternalError', 500, { action: 'retry', uncertain: true }],
     ['SomeUndocumentedError', 500, { action: 'retry', uncertain: true }],
     ['SomeUndocumentedGatewayError', 504, { action: 'retry', uncertain: true }],
     ['SignatureNonceUsed', 400, { action: 'retry', uncertain: false }],
-    ['Forbidden.RAM', 403, { action: 'fatal_for_credentials', uncertain: false }],
+    ['Forbidden.RAM', 403, { action: 'fatal_for_account', uncertain: false }],
+    ['NoPermission', 403, { action: 'fatal_for_account', uncertain: false }],
+    ['Forbidden.IpBlocked', 403, { action: 'ip_blocked', uncertain: false }],
   ];
   it.each(scripted)('scripted %s %i', async (code, httpStatus, expected) => {
     const device = freshDevice();
@@ -143,7 +145,7 @@ describe('SDK errors from the emulator, classified', () => {
     expect(failure).toMatchObject({ kind: 'api', code, httpStatus });
     expect(failure.requestId).toMatch(UUID);
     expect(failure.requestId).toBe(lastCallFor(device)?.requestId);
-    expect(verdict).toEqual(expected);
+    expect(verdict).toMatchObject(expected);
   });
 
   it('real Throttling.User from the emulator rate limit → throttle, nothing applied', async () => {
@@ -163,45 +165,45 @@ describe('SDK errors from the emulator, classified', () => {
       }
       expect(throttled).toBeDefined();
       expect(throttled!.failure).toMatchObject({ kind: 'api', code: 'Throttling.User', httpStatus: 400 });
-      expect(throttled!.verdict).toEqual({ action: 'throttle', uncertain: false });
+      expect(throttled!.verdict).toMatchObject({ action: 'throttle', uncertain: false });
       expect(isRegistered(throttled!.device)).toBe(true);
     } finally {
       emulator.setRatePerSecond(500);
     }
   });
 
-  it('SignatureDoesNotMatch for a wrong secret → fatal_for_credentials', async () => {
+  it('SignatureDoesNotMatch for a wrong secret → fatal_for_account', async () => {
     const wrong = makeApi(emulator.endpoint, { accessKeyId: DEMO_ACCOUNT.accessKeyId, accessKeySecret: 'not-the-secret' });
     const { failure, verdict } = await failedRevoke(wrong, freshDevice());
     expect(failure).toMatchObject({ kind: 'api', code: 'SignatureDoesNotMatch', httpStatus: 400 });
     expect(failure.requestId).toMatch(UUID);
-    expect(verdict).toEqual({ action: 'fatal_for_credentials', uncertain: false });
+    expect(verdict).toMatchObject({ action: 'fatal_for_account', uncertain: false });
   });
 
-  it('InvalidAccessKeyId.NotFound for an unknown key → fatal_for_credentials', async () => {
+  it('InvalidAccessKeyId.NotFound for an unknown key → fatal_for_account', async () => {
     const unknown = makeApi(emulator.endpoint, { accessKeyId: 'LTAInobody000000000000', accessKeySecret: 'whatever' });
     const { failure, verdict } = await failedRevoke(unknown, freshDevice());
     expect(failure).toMatchObject({ kind: 'api', code: 'InvalidAccessKeyId.NotFound', httpStatus: 404 });
-    expect(verdict).toEqual({ action: 'fatal_for_credentials', uncertain: false });
+    expect(verdict).toMatchObject({ action: 'fatal_for_account', uncertain: false });
   });
 
-  it('InvalidAccessKeyId.Inactive for a disabled key → fatal_for_credentials', async () => {
+  it('InvalidAccessKeyId.Inactive for a disabled key → fatal_for_account', async () => {
     emulator.setAccountState(DEMO_ACCOUNT.accessKeyId, 'inactive');
     try {
       const { failure, verdict } = await failedRevoke(api, freshDevice());
       expect(failure).toMatchObject({ kind: 'api', code: 'InvalidAccessKeyId.Inactive', httpStatus: 400 });
-      expect(verdict).toEqual({ action: 'fatal_for_credentials', uncertain: false });
+      expect(verdict).toMatchObject({ action: 'fatal_for_account', uncertain: false });
     } finally {
       emulator.setAccountState(DEMO_ACCOUNT.accessKeyId, 'active');
     }
   });
 
-  it('InvalidTimeStamp.Expired for a clock 20 minutes off → fatal_for_credentials', async () => {
+  it('InvalidTimeStamp.Expired for a clock 20 minutes off → fatal_for_account', async () => {
     emulator.setClockOffsetMs(20 * 60 * 1000);
     try {
       const { failure, verdict } = await failedRevoke(api, freshDevice());
       expect(failure).toMatchObject({ kind: 'api', code: 'InvalidTimeStamp.Expired', httpStatus: 400 });
-      expect(verdict).toEqual({ action: 'fatal_for_credentials', uncertain: false });
+      expect(verdict).toMatchObject({ action: 'fatal_for_account', uncertain: false });
     } finally {
       emulator.setClockOffsetMs(0);
     }
@@ -213,7 +215,7 @@ describe('SDK errors from the emulator, classified', () => {
     const { failure, verdict, elapsedMs } = await failedRevoke(api, device);
     expect(failure).toMatchObject({ kind: expect.stringMatching(/^(read_timeout|connection_lost)$/) as unknown, httpStatus: null, requestId: null });
     expect(['ReadTimeout', 'ConnectTimeout']).toContain(failure.code);
-    expect(verdict).toEqual({ action: 'retry', uncertain: true });
+    expect(verdict).toMatchObject({ action: 'retry', uncertain: true });
     expect(elapsedMs).toBeGreaterThanOrEqual(TIMEOUT_MS * 0.9);
     expect(elapsedMs).toBeLessThan(3 * TIMEOUT_MS);
     // Why "uncertain" matters: the delete did happen.
@@ -224,7 +226,7 @@ describe('SDK errors from the emulator, classified', () => {
     const device = freshDevice();
     emulator.script(device.deviceSn, ['timeout_before_apply']);
     const { verdict } = await failedRevoke(api, device);
-    expect(verdict).toEqual({ action: 'retry', uncertain: true });
+    expect(verdict).toMatchObject({ action: 'retry', uncertain: true });
     expect(isRegistered(device)).toBe(true);
   });
 
@@ -233,7 +235,7 @@ describe('SDK errors from the emulator, classified', () => {
     emulator.script(device.deviceSn, ['drop']);
     const { failure, verdict } = await failedRevoke(api, device);
     expect(failure).toMatchObject({ kind: 'connection_lost', code: 'ECONNRESET', httpStatus: null, requestId: null });
-    expect(verdict).toEqual({ action: 'retry', uncertain: true });
+    expect(verdict).toMatchObject({ action: 'retry', uncertain: true });
   });
 
   it("'drop_after_apply' → retry, uncertain, and the delete did happen", async () => {
@@ -241,7 +243,7 @@ describe('SDK errors from the emulator, classified', () => {
     emulator.script(device.deviceSn, ['drop_after_apply']);
     const { failure, verdict } = await failedRevoke(api, device);
     expect(failure.kind).toBe('connection_lost');
-    expect(verdict).toEqual({ action: 'retry', uncertain: true });
+    expect(verdict).toMatchObject({ action: 'retry', uncertain: true });
     expect(isRegistered(device)).toBe(false);
   });
 
@@ -251,7 +253,7 @@ describe('SDK errors from the emulator, classified', () => {
     const { failure, verdict, raw } = await failedRevoke(api, device);
     expect((raw as Error).name).toBe('SyntaxError');
     expect(failure).toMatchObject({ kind: 'non_json', code: 'NonJsonResponse', requestId: null });
-    expect(verdict).toEqual({ action: 'retry', uncertain: true });
+    expect(verdict).toMatchObject({ action: 'retry', uncertain: true });
     expect(isRegistered(device)).toBe(true);
   });
 
@@ -260,7 +262,7 @@ describe('SDK errors from the emulator, classified', () => {
     const refused = makeApi(`127.0.0.1:${port}`);
     const { failure, verdict } = await failedRevoke(refused, freshDevice());
     expect(failure).toMatchObject({ kind: 'connect', code: 'ECONNREFUSED', httpStatus: null, requestId: null });
-    expect(verdict).toEqual({ action: 'retry', uncertain: false });
+    expect(verdict).toMatchObject({ action: 'retry', uncertain: false });
   });
 
   it('a read timeout on a reused keep-alive socket still ends within the timeout, retry + uncertain', async () => {
@@ -274,7 +276,7 @@ describe('SDK errors from the emulator, classified', () => {
     expect(emulator.stats().connectionsAccepted).toBe(connectionsBefore);
     expect(lastCallFor(device)?.fault).toBe('timeout');
     expect(['ReadTimeout', 'ConnectTimeout']).toContain(failure.code);
-    expect(verdict).toEqual({ action: 'retry', uncertain: true });
+    expect(verdict).toMatchObject({ action: 'retry', uncertain: true });
     expect(elapsedMs).toBeGreaterThanOrEqual(TIMEOUT_MS * 0.9);
     expect(elapsedMs).toBeLessThan(3 * TIMEOUT_MS);
   });
@@ -295,8 +297,8 @@ describe('scripted steps are consumed one per call', () => {
     const device: DeviceRef = { mqttInstanceId: INSTANCE, caSn: CA, deviceSn: seed!.deviceSn };
     const steps: ScriptStep[] = [{ code: 'Throttling.User', httpStatus: 400 }, { code: 'InternalError', httpStatus: 500 }];
     emulator.script(device.deviceSn, steps);
-    expect((await failedRevoke(api, device)).verdict).toEqual({ action: 'throttle', uncertain: false });
-    expect((await failedRevoke(api, device)).verdict).toEqual({ action: 'retry', uncertain: true });
+    expect((await failedRevoke(api, device)).verdict).toMatchObject({ action: 'throttle', uncertain: false });
+    expect((await failedRevoke(api, device)).verdict).toMatchObject({ action: 'retry', uncertain: true });
     await expect(api.revoke(device, 'delete')).resolves.toMatchObject({ requestId: expect.stringMatching(UUID) as unknown });
     expect(emulator.registry.has(INSTANCE, CA, device.deviceSn)).toBe(false);
   });

@@ -1,6 +1,6 @@
 /** `resolveConfig`: the defaults of DESIGN.md §3, and errors that name the variable but never a secret. */
 import { describe, it, expect } from 'vitest';
-import { ConfigError, resolveConfig, type Config } from '../../src/config/config.js';
+import { ConfigError, resolveConfig, resolveRateLimitKey, type Config } from '../../src/config/config.js';
 
 /** Runs `resolveConfig` expecting a ConfigError, and returns it. */
 function configError(env: Record<string, string>): ConfigError {
@@ -30,6 +30,12 @@ describe('defaults (DESIGN.md §3)', () => {
     ['credentials', null],
     ['rateLimitKey', null],
     ['adminToken', null],
+    ['adminTokensFile', null],
+    ['webhookSendersFile', null],
+    ['trustProxy', false],
+    ['eventsAllowedOrigins', []],
+    ['eventsAllowPrivate', false],
+    ['workerMetricsHost', '127.0.0.1'],
   ] as const)('%s = %j', (key, value) => {
     expect(config[key]).toEqual(value);
   });
@@ -174,8 +180,11 @@ describe('secrets never appear in error messages', () => {
     expect(error.message).not.toContain(token);
   });
 
-  it('accepts an ADMIN_TOKEN of 16 characters', () => {
-    expect(resolveConfig({ ADMIN_TOKEN: 'x'.repeat(16) }).adminToken).toBe('x'.repeat(16));
+  it('refuses an ADMIN_TOKEN of 31 characters, accepts one of 32', () => {
+    const error = configError({ ADMIN_TOKEN: 'y'.repeat(31) });
+    expect(error.message).toContain('at least 32 characters');
+    expect(error.message).not.toContain('y'.repeat(31));
+    expect(resolveConfig({ ADMIN_TOKEN: 'x'.repeat(32) }).adminToken).toBe('x'.repeat(32));
   });
 
   it('a bad REDIS_URL with a password is refused without echoing the password', () => {
@@ -195,9 +204,36 @@ describe('credentials and the rate-limit key', () => {
   const accessKeyId = 'LTAI5tExampleKeyId0001';
   const env = { ALIBABA_CLOUD_ACCESS_KEY_ID: accessKeyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'secret-value-123' };
 
-  it('takes explicit credentials, with an optional STS token', () => {
+  it('takes explicit credentials, with an optional STS token (which needs the account id)', () => {
     expect(resolveConfig(env).credentials).toEqual({ accessKeyId, accessKeySecret: 'secret-value-123', securityToken: null });
-    expect(resolveConfig({ ...env, ALIBABA_CLOUD_SECURITY_TOKEN: 'sts-token' }).credentials?.securityToken).toBe('sts-token');
+    expect(resolveConfig({ ...env, ALIBABA_CLOUD_SECURITY_TOKEN: 'sts-token', ALIBABA_CLOUD_ACCOUNT_ID: '1234567890123456' }).credentials?.securityToken).toBe('sts-token');
+  });
+
+  it('STS credentials without an account id are refused at start, naming ALIBABA_CLOUD_ACCOUNT_ID and never the token', () => {
+    const error = configError({ ...env, ALIBABA_CLOUD_SECURITY_TOKEN: 'sts-token-value-xyz' });
+    expect(error.variable).toBe('ALIBABA_CLOUD_ACCOUNT_ID');
+    expect(error.message).toMatch(/STS/);
+    expect(error.message).not.toContain('sts-token-value-xyz');
+    expect(error.message).not.toContain('secret-value-123');
+    // An explicit RATE_LIMIT_KEY says which processes share; that is enough.
+    expect(resolveConfig({ ...env, ALIBABA_CLOUD_SECURITY_TOKEN: 'sts', RATE_LIMIT_KEY: 'acct-a' }).rateLimitKey).toBe('acct-a');
+  });
+
+  it('the account id is the budget key: two AccessKeys of one account (a rotation) share one budget', () => {
+    const a = resolveConfig({ ...env, ALIBABA_CLOUD_ACCOUNT_ID: '1234567890123456' }).rateLimitKey;
+    const b = resolveConfig({ ...env, ALIBABA_CLOUD_ACCESS_KEY_ID: 'LTAI5tRotatedKey0002', ALIBABA_CLOUD_ACCOUNT_ID: '1234567890123456' }).rateLimitKey;
+    expect(a).toBe(b);
+    expect(a).toBe('acct-1234567890123456');
+    expect(resolveConfig({ ...env, ALIBABA_CLOUD_ACCOUNT_ID: '1234567890123456', RATE_LIMIT_KEY: 'explicit' }).rateLimitKey).toBe('explicit');
+    expect(configError({ ALIBABA_CLOUD_ACCOUNT_ID: 'has space' }).variable).toBe('ALIBABA_CLOUD_ACCOUNT_ID');
+  });
+
+  it('credentials from the chain: a long-lived key derives the key, a temporary one without account id is refused', () => {
+    const config = resolveConfig({});
+    expect(config.rateLimitKey).toBeNull();
+    expect(resolveRateLimitKey(config, { accessKeyId, securityToken: null })).toBe(resolveConfig(env).rateLimitKey);
+    expect(() => resolveRateLimitKey(config, { accessKeyId: 'STS.NUabc', securityToken: 'token' })).toThrow(/ALIBABA_CLOUD_ACCOUNT_ID/);
+    expect(resolveRateLimitKey(resolveConfig({ ALIBABA_CLOUD_ACCOUNT_ID: '42' }), { accessKeyId: 'STS.NUabc', securityToken: 'token' })).toBe('acct-42');
   });
 
   it('derives the key from the AccessKey id without containing it', () => {
@@ -224,5 +260,52 @@ describe('credentials and the rate-limit key', () => {
 
   it('a bad RATE_LIMIT_KEY names its variable', () => {
     expect(configError({ RATE_LIMIT_KEY: 'has:colon' }).variable).toBe('RATE_LIMIT_KEY');
+  });
+});
+
+describe('egress budget', () => {
+  it('defaults to one shared egress at 280 calls/s, under the API per-IP limit of 300', () => {
+    const config = resolveConfig({});
+    expect(config.egressId).toBe('default');
+    expect(config.egressRatePerSecond).toBe(280);
+  });
+
+  it('takes an egress id and rate up to 300, refuses more, naming the variable and value', () => {
+    expect(resolveConfig({ EGRESS_ID: 'nat-a.eip-1', EGRESS_RATE_LIMIT_PER_SECOND: '300' })).toMatchObject({ egressId: 'nat-a.eip-1', egressRatePerSecond: 300 });
+    const error = configError({ EGRESS_RATE_LIMIT_PER_SECOND: '301' });
+    expect(error.variable).toBe('EGRESS_RATE_LIMIT_PER_SECOND');
+    expect(error.message).toContain("'301'");
+    expect(configError({ EGRESS_ID: 'a b' }).variable).toBe('EGRESS_ID');
+  });
+});
+
+describe('least-privilege settings (issue 13)', () => {
+  it('normalises EVENTS_ALLOWED_ORIGINS and refuses an entry that is not a bare origin', () => {
+    expect(resolveConfig({ EVENTS_ALLOWED_ORIGINS: ' https://Hooks.Example.com:443 , http://127.0.0.1:8080/ ' }).eventsAllowedOrigins).toEqual(['https://hooks.example.com', 'http://127.0.0.1:8080']);
+    for (const bad of ['https://hooks.example.com/path', 'hooks.example.com', 'ftp://x.example.com', 'https://u:p@x.example.com']) {
+      expect(configError({ EVENTS_ALLOWED_ORIGINS: bad }).variable, bad).toBe('EVENTS_ALLOWED_ORIGINS');
+    }
+  });
+
+  it('reads EVENTS_ALLOW_PRIVATE as a boolean', () => {
+    expect(resolveConfig({ EVENTS_ALLOW_PRIVATE: 'true' }).eventsAllowPrivate).toBe(true);
+    expect(configError({ EVENTS_ALLOW_PRIVATE: 'yes' }).variable).toBe('EVENTS_ALLOW_PRIVATE');
+  });
+
+  it('reads TRUST_PROXY as false, true, a hop count or addresses and CIDR ranges', () => {
+    expect(resolveConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(resolveConfig({ TRUST_PROXY: 'false' }).trustProxy).toBe(false);
+    expect(resolveConfig({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(resolveConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1 ,::1' }).trustProxy).toEqual(['10.0.0.0/8', '127.0.0.1', '::1']);
+    for (const bad of ['10.0.0.0/33', 'proxy.internal', '10.0.0.0/8/1']) expect(configError({ TRUST_PROXY: bad }).variable, bad).toBe('TRUST_PROXY');
+  });
+
+  it('takes the files and WORKER_METRICS_HOST as given', () => {
+    expect(resolveConfig({ WEBHOOK_SENDERS_FILE: '/etc/revoker/senders.json', ADMIN_TOKENS_FILE: '/etc/revoker/tokens.json', WORKER_METRICS_HOST: '0.0.0.0' })).toMatchObject({
+      webhookSendersFile: '/etc/revoker/senders.json',
+      adminTokensFile: '/etc/revoker/tokens.json',
+      workerMetricsHost: '0.0.0.0',
+    });
+    expect(configError({ WORKER_METRICS_HOST: 'not a host!' }).variable).toBe('WORKER_METRICS_HOST');
   });
 });

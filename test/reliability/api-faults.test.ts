@@ -62,15 +62,14 @@ describe('API faults and throttling storms', () => {
     expect(stats.byFault.service_unavailable ?? 0).toBeGreaterThan(20);
     expect(stats.byFault.timeout ?? 0).toBeGreaterThan(5);
     expect(batch.counts.failed).toBe(0);
-    // The 760 registered devices are all gone and recorded deleted (some confirmed by absence).
-    // The 40 never registered are not_found, unless their first call went unanswered: then the
-    // design says "deleted, confirmed by absence" (revoker cannot know what that call did).
-    expect(batch.counts.deleted + batch.counts.not_found).toBe(800);
-    expect(batch.counts.deleted).toBeGreaterThanOrEqual(760);
+    // The 760 registered devices are all gone, recorded deleted, or gone where an answer was
+    // lost. The 40 never registered are not_found, or gone where their first call went
+    // unanswered: never deleted (issue 11: never report revoked what revoker did not revoke).
+    expect(batch.counts.deleted + batch.counts.gone + batch.counts.not_found).toBe(800);
+    expect(batch.counts.deleted + batch.counts.gone).toBeGreaterThanOrEqual(760);
+    const registered = new Set(devices.slice(0, 760).map((device) => device.deviceSn));
     for await (const record of ctx.results.scan(batchId)) {
-      if (record.outcome === 'deleted' && !devices.slice(0, 760).some((device) => device.deviceSn === record.deviceSn)) {
-        expect(record.message).toMatch(/^confirmed by absence/);
-      }
+      if (!registered.has(record.deviceSn)) expect(['not_found', 'gone'], record.deviceSn).toContain(record.outcome);
     }
     // Calls whose answer the emulator holds back (timeouts) enter its log when released.
     await waitFor(() => emulator.stats().completed === emulator.stats().total, 'held responses to be released', 10_000);
@@ -96,7 +95,9 @@ describe('API faults and throttling storms', () => {
     expect(emulator.stats().throttled).toBeGreaterThan(0);
     expect(during).toBeLessThan(200);
     // MAX_ATTEMPTS is 2: had throttled calls counted, devices would have been dead-lettered.
-    expect(batch.counts).toMatchObject({ deleted: 1_500, failed: 0 });
+    // A call slower than the client's timeout on a loaded machine has an unknown result: `gone`.
+    expect(batch.counts).toMatchObject({ failed: 0, not_found: 0 });
+    expect(batch.counts.deleted + batch.counts.gone).toBe(1_500);
     expect(await invariantViolations(ctx, batchId, emulator.calls(), new Set(devices.map((device) => device.deviceSn)))).toEqual([]);
   });
 });

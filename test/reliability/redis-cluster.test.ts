@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Batch } from '../../src/batches/batch.js';
 import { resolveConfig } from '../../src/config/config.js';
 import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
+import { revocationId } from '../../src/queue/job-id.js';
 import type { PendingRecord, ResultRecord } from '../../src/results/result-record.js';
 import { openContext, type Context } from '../../src/runtime/context.js';
 import { startWorkerRuntime, type WorkerRuntime } from '../../src/runtime/worker-runtime.js';
@@ -122,14 +123,15 @@ describe('Redis Cluster (3 masters)', () => {
     expect(paused?.state).toBe('paused');
     expect(paused?.done).toBeLessThan(300);
     const callsWhilePaused = emulator.calls().length;
-    // A second batch asking for devices whose jobs are parked follows their outcome: the finalize
-    // script then writes its records through key names it builds itself (not declared KEYS).
+    // A second batch asking for devices whose jobs are parked subscribes to them.
     const pending = new Set<string>();
     for await (const record of context.results.scan(batchId)) if (record.outcome === 'pending' && record.deviceSn !== brokenParam) pending.add(record.deviceSn);
     const followed = registered.filter((device) => pending.has(device.deviceSn)).slice(0, 10);
     expect(followed).toHaveLength(10);
     const followerId = await enqueueDevices(context, followed, { name: 'follower' });
-    expect(await onNode(owner, (redis) => redis.keys(context.keys.followers('*')))).toHaveLength(10);
+    // The follower joined the parked jobs (no job of its own: still generation 1) and, running,
+    // woke them: FINALIZE then writes its records through key names it builds itself.
+    for (const device of followed) expect((await context.results.revocation(revocationId(device, 'delete')))?.gen).toBe(1);
     // An account-wide pause as bad credentials leave it: resume lifts it with a SCAN, which on a
     // cluster must visit every master (the key lives on `owner`, the client's SCAN goes anywhere).
     const accountPause = context.keys.accountPause(runtime.rateKey);
@@ -142,9 +144,9 @@ describe('Redis Cluster (3 masters)', () => {
 
     const batch = await until(batchId, 'the batch to complete', (b) => b.state === 'completed');
     const follower = await until(followerId, 'the following batch to complete', (b) => b.state === 'completed');
-    expect(follower.counts).toEqual({ deleted: 10, inactivated: 0, not_found: 0, failed: 0, cancelled: 0 });
+    expect(follower.counts).toEqual({ deleted: 10, inactivated: 0, not_found: 0, gone: 0, failed: 0, cancelled: 0 });
     expect(batch.accepted).toBe(300);
-    expect(batch.counts).toEqual({ deleted: 294, inactivated: 0, not_found: 5, failed: 1, cancelled: 0 });
+    expect(batch.counts).toEqual({ deleted: 294, inactivated: 0, not_found: 5, gone: 0, failed: 1, cancelled: 0 });
 
     // One terminal record per device.
     const records = new Map<string, ResultRecord | PendingRecord>();
@@ -162,7 +164,7 @@ describe('Redis Cluster (3 masters)', () => {
     expect(letters.map((letter) => letter.deviceSn)).toEqual([brokenParam]);
     expect((await context.deadLetters.redrive(batchId)).redriven).toBe(1);
     const after = await until(batchId, 'the redriven device to finish', (b) => b.state === 'completed' && b.counts.failed === 0);
-    expect(after.counts).toEqual({ deleted: 295, inactivated: 0, not_found: 5, failed: 0, cancelled: 0 });
+    expect(after.counts).toEqual({ deleted: 295, inactivated: 0, not_found: 5, gone: 0, failed: 0, cancelled: 0 });
     expect(await context.deadLetters.count()).toBe(0);
     let redriven: ResultRecord | PendingRecord | undefined;
     for await (const record of context.results.scan(batchId)) if (record.deviceSn === brokenParam) redriven = record;
@@ -175,8 +177,7 @@ describe('Redis Cluster (3 masters)', () => {
       if (port === owner) expect(size).toBeGreaterThan(0);
       else expect(size).toBe(0);
     }
-    const bottleneckKeys = await onNode(owner, (redis) => redis.keys(`b_${prefix}*`));
-    expect(bottleneckKeys.length).toBeGreaterThan(0);
+    expect((await onNode(owner, (redis) => redis.keys(context.keys.budgetWindow('*')))).length).toBeGreaterThan(0);
 
     // Nothing went wrong on the way: no CROSSSLOT, no script refused a key, no logged error.
     expect(problems.filter((line) => /CROSSSLOT|non local key|same slot|MOVED|ASK\b/i.test(line))).toEqual([]);

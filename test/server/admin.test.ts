@@ -8,8 +8,12 @@ import { Redis } from 'ioredis';
 import type { Batch } from '../../src/batches/batch.js';
 import { REPORT_COLUMNS } from '../../src/results/report-format.js';
 import { DASHBOARD_COOKIE, dashboardSessionValue } from '../../src/server/admin-auth.js';
+import { tokenHash } from '../../src/server/admin-tokens.js';
+import { FAILED_AUTH_DEFAULTS } from '../../src/server/failed-auth-limiter.js';
 import { healthRoutes } from '../../src/server/health-routes.js';
 import { createWorkerMetrics } from '../../src/server/metrics.js';
+import { BudgetGate } from '../../src/limiter/budget-gate.js';
+import { pino } from 'pino';
 import { enqueueDevices } from '../helpers/pipeline.js';
 import { TEST_REDIS_URL } from '../helpers/redis.js';
 import { startTestServer, type TestServer } from './server-test-helpers.js';
@@ -30,7 +34,9 @@ describe('admin API', () => {
   const enqueued = 7;
 
   beforeAll(async () => {
-    server = await startTestServer('admin', { adminToken: ADMIN_TOKEN });
+    // This suite sends hundreds of wrong tokens on purpose: the failed-attempt limit (its own test
+    // in test/security/admin-roles.test.ts) is lifted so that every answer here is the guard's.
+    server = await startTestServer('admin', { adminToken: ADMIN_TOKEN, options: { failedAuth: { ...FAILED_AUTH_DEFAULTS, maxFailures: 1_000_000 } } });
     reportBatch = await enqueueDevices(server.context, [...devices('RPT', enqueued - 1), { mqttInstanceId: INSTANCE, caSn: CA, deviceSn: '=1+2' }], { name: 'report batch' });
     await server.context.batches.addRejected(reportBatch, [{ line: 9, reason: 'DeviceSn is empty' }]);
   });
@@ -197,6 +203,21 @@ describe('admin API', () => {
     expect(text).toContain('revoker_throttled_total 0');
   });
 
+  it('shows each rate budget (egress group, account operation) with its calls in the last second', async () => {
+    const gate = new BudgetGate(server.context.redis, server.context.keys, { accountKey: 'acct-metrics', accountRatePerSecond: 480, egressId: 'nat-a', egressRatePerSecond: 280 }, pino({ level: 'silent' }));
+    try {
+      for (let i = 0; i < 3; i += 1) await gate.acquire('DeleteDeviceCertificate');
+      await gate.acquire('ListDeviceCertificateByCaSn');
+    } finally {
+      await gate.close();
+    }
+    const text = await (await call('GET', '/metrics', ADMIN_TOKEN)).text();
+    expect(text).toContain('revoker_budget_calls_last_second{budget="egress:nat-a",kind="egress",label="nat-a"} 4');
+    expect(text).toContain('revoker_budget_calls_last_second{budget="account:acct-metrics:DeleteDeviceCertificate",kind="account",label="DeleteDeviceCertificate"} 3');
+    expect(text).toContain('revoker_budget_calls_last_second{budget="account:acct-metrics:ListDeviceCertificateByCaSn",kind="account",label="ListDeviceCertificateByCaSn"} 1');
+    expect(text).toContain('revoker_budget_limit_per_second{budget="egress:nat-a",kind="egress",label="nat-a"} 280');
+  });
+
   it('answers the probes without a token', async () => {
     const health = await fetch(`${server.url}/healthz`);
     expect(health.status).toBe(200);
@@ -212,12 +233,13 @@ describe('admin API', () => {
     expect(await response.json()).toMatchObject({ error: { code: 'not_found' } });
   });
 
-  it('opens the dashboard with a login cookie that holds no token and only works there', async () => {
-    const refused = await fetch(`${server.url}/admin/login?token=${NEAR_TOKEN}`, { redirect: 'manual' });
+  it('opens the dashboard with a login cookie (POST form) that holds no token and only works there', async () => {
+    const form = (token: string) => fetch(`${server.url}/admin/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token }).toString() });
+    const refused = await form(NEAR_TOKEN);
     expect(refused.status).toBe(401);
     expect(refused.headers.get('set-cookie')).toBeNull();
 
-    const login = await fetch(`${server.url}/admin/login?token=${encodeURIComponent(ADMIN_TOKEN)}`, { redirect: 'manual' });
+    const login = await form(ADMIN_TOKEN);
     expect(login.status).toBe(303);
     expect(login.headers.get('location')).toBe('/admin/queues');
     const setCookie = login.headers.get('set-cookie') ?? '';
@@ -241,9 +263,9 @@ describe('admin API', () => {
     // Tampered and expired sessions are refused.
     const tampered = `${cookie.slice(0, -2)}${cookie.endsWith('A') ? 'BB' : 'AA'}`;
     expect((await fetch(`${server.url}/admin/queues`, { headers: { cookie: tampered } })).status).toBe(401);
-    const expired = dashboardSessionValue(ADMIN_TOKEN, 60, new Date(Date.now() - 3_600_000));
+    const expired = dashboardSessionValue(tokenHash(ADMIN_TOKEN), 'admin', 60, new Date(Date.now() - 3_600_000));
     expect((await fetch(`${server.url}/admin/queues`, { headers: { cookie: `${DASHBOARD_COOKIE}=${expired}` } })).status).toBe(401);
-    const otherToken = dashboardSessionValue('some-other-admin-token-0000', 600);
+    const otherToken = dashboardSessionValue(tokenHash('some-other-admin-token-0000-0000-0000'), 'admin', 600);
     expect((await fetch(`${server.url}/admin/queues`, { headers: { cookie: `${DASHBOARD_COOKIE}=${otherToken}` } })).status).toBe(401);
   });
 

@@ -1,0 +1,170 @@
+/**
+ * `RateGate` over rate budgets (docs/DESIGN.md, "Rate budgets"). Every API call takes one slot
+ * from two budgets at once, in one script on Redis' clock shared by every process:
+ * - its **account budget for that API operation** (RATE_LIMIT_PER_SECOND, ≤ 500: the API
+ *   throttles an account above 500 calls/s per operation), lowered by the adaptive rate while
+ *   the API throttles;
+ * - the **egress budget** of the source IP it leaves from (EGRESS_RATE_LIMIT_PER_SECOND, ≤ 300:
+ *   the API blocks a source IP above 300 calls/s), all operations together.
+ *
+ * In each process, Bottleneck (local, not clustered) orders the callers by priority (urgent
+ * revocations, then normal, then bulk, then reads) and lets only a few hold a reserved slot at a
+ * time, so a new urgent call waits behind at most those few, not behind every call in flight.
+ *
+ * A limiter error (Redis down, restarting, failing over) never fails a call: the caller waits a
+ * little and asks again. A slot is reserved before the call, never around it, so asking again
+ * can never make one call twice.
+ */
+import Bottleneck from 'bottleneck';
+import type { Logger } from 'pino';
+import type { Keys } from '../queue/keys.js';
+import type { RedisClient as Redis } from '../redis/redis-connection.js';
+import { READ_ACTIONS, type ApiAction } from './api-action.js';
+import type { RateGate } from './rate-gate.js';
+import { SlotReservations, type SlotBudget } from './slot-reservations.js';
+
+/** Options of `BudgetGate`. */
+export interface BudgetGateOptions {
+  /** Key of the account the calls are made for (RATE_LIMIT_KEY / account id). */
+  accountKey: string;
+  /** Account budget of each API operation, per second (RATE_LIMIT_PER_SECOND). */
+  accountRatePerSecond: number;
+  /** Egress group: processes whose calls leave from one source IP (EGRESS_ID). */
+  egressId: string;
+  /** Budget of all calls from that egress together, per second (EGRESS_RATE_LIMIT_PER_SECOND). */
+  egressRatePerSecond: number;
+  /**
+   * Budgets count slots over 1000 ms plus this much: a call reaches the API a little after its
+   * slot (waking up, signing, the network), and that spread must not put more than the budget
+   * into any one second at the API. Costs rate·allowance/(1000+allowance) of throughput.
+   */
+  jitterAllowanceMs: number;
+  /** A caller that wakes up more than this late asks to move its slot to now (see retime-slot.lua). */
+  lateToleranceMs: number;
+  /** Callers of this process that may hold a reserved slot at once. */
+  reservationsInFlight: number;
+  /** Wait before asking again after a limiter error (doubles up to 2 s). */
+  errorRetryMs: number;
+}
+
+/** Defaults of `BudgetGateOptions`. */
+export const BUDGET_GATE_DEFAULTS = {
+  // 1000/(1000+20) caps the steady rate at 0.98 of a budget. A caller may start up to 10 ms after
+  // its slot; the other 10 ms cover the call intent, signing and the network (docs/DESIGN.md).
+  jitterAllowanceMs: 20,
+  lateToleranceMs: 10,
+  reservationsInFlight: 8,
+  errorRetryMs: 100,
+} as const;
+
+/** Name of an account's budget for one operation. */
+export function accountBudgetName(accountKey: string, action: ApiAction): string {
+  return `account:${accountKey}:${action}`;
+}
+
+/** Name of an egress group's budget. */
+export function egressBudgetName(egressId: string): string {
+  return `egress:${egressId}`;
+}
+
+/** Bottleneck priority of reads: after every revocation waiting in this process. */
+const READ_PRIORITY = 9;
+
+/** Shared account and egress budgets for one process. */
+export class BudgetGate implements RateGate {
+  private readonly options: BudgetGateOptions;
+  private readonly slots: SlotReservations;
+  private readonly local: Bottleneck;
+  private readonly budgets = new Map<ApiAction, SlotBudget[]>();
+  private readonly memberPrefix = `${process.pid}-${Math.random().toString(36).slice(2, 8)}-`;
+  private counter = 0;
+  private adaptiveRate: number;
+  private closed = false;
+  private lastErrorLogAtMs = 0;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    options: Partial<BudgetGateOptions> & Pick<BudgetGateOptions, 'accountKey' | 'accountRatePerSecond' | 'egressId' | 'egressRatePerSecond'>,
+    private readonly log: Logger,
+  ) {
+    this.options = { ...BUDGET_GATE_DEFAULTS, ...options };
+    this.adaptiveRate = this.options.accountRatePerSecond;
+    this.slots = new SlotReservations(redis);
+    this.local = new Bottleneck({ maxConcurrent: this.options.reservationsInFlight });
+  }
+
+  /** The two budgets of one operation (account, egress), made once per operation. */
+  private budgetsOf(action: ApiAction): SlotBudget[] {
+    let budgets = this.budgets.get(action);
+    if (budgets === undefined) {
+      const account = accountBudgetName(this.options.accountKey, action);
+      const egress = egressBudgetName(this.options.egressId);
+      budgets = [
+        { nextKey: this.keys.budgetNext(account), windowKey: this.keys.budgetWindow(account), adaptiveKey: this.keys.currentRate(this.options.accountKey), ratePerSecond: this.options.accountRatePerSecond },
+        // The egress budget is never adapted: its limit is a block, not a throttle. Its adaptive key is never set.
+        { nextKey: this.keys.budgetNext(egress), windowKey: this.keys.budgetWindow(egress), adaptiveKey: `${this.keys.budgetNext(egress)}:fixed`, ratePerSecond: this.options.egressRatePerSecond },
+      ];
+      this.budgets.set(action, budgets);
+      // Announce the budgets for `revoker status` and /metrics; best effort, once per operation.
+      this.redis
+        .hset(this.keys.budgetIndex(), account, String(this.options.accountRatePerSecond), egress, String(this.options.egressRatePerSecond))
+        .catch(() => this.budgets.delete(action));
+    }
+    return budgets;
+  }
+
+  async acquire(action: ApiAction, priority = 5): Promise<void> {
+    if (this.closed) throw new Error('rate gate closed');
+    const budgets = this.budgetsOf(action);
+    await this.local.schedule({ priority: READ_ACTIONS.has(action) ? READ_PRIORITY : Math.max(0, Math.min(8, priority)) }, () => this.takeSlot(budgets));
+  }
+
+  /** Reserves a slot in every budget and waits for it; asks again after a limiter error. */
+  private async takeSlot(budgets: SlotBudget[]): Promise<void> {
+    const windowMs = 1000 + this.options.jitterAllowanceMs;
+    for (let errors = 0; ; ) {
+      if (this.closed) throw new Error('rate gate closed');
+      this.counter += 1;
+      const member = `${this.memberPrefix}${this.counter}`;
+      try {
+        const waitMs = await this.slots.reserve(budgets, windowMs, member);
+        const due = performance.now() + waitMs;
+        if (waitMs >= 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+        if (performance.now() - due <= this.options.lateToleranceMs) return;
+        // Woke too late: calling now is allowed only where the windows around now still hold.
+        if (await this.slots.retime(budgets, windowMs, member)) return;
+        errors = 0;
+      } catch (error) {
+        errors += 1;
+        const now = Date.now();
+        if (now - this.lastErrorLogAtMs > 5_000) {
+          this.lastErrorLogAtMs = now;
+          this.log.warn({ err: error }, 'rate budgets unavailable (Redis); calls wait until they answer');
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, this.options.errorRetryMs * 2 ** Math.min(errors - 1, 5))));
+      }
+    }
+  }
+
+  async setRatePerSecond(ratePerSecond: number): Promise<void> {
+    // The adaptive rate is read by the reservation script from its shared key; this is the
+    // process's view of it, for logs and metrics.
+    this.adaptiveRate = Math.min(ratePerSecond, this.options.accountRatePerSecond);
+    return Promise.resolve();
+  }
+
+  ratePerSecond(): number {
+    return Math.min(this.adaptiveRate, this.options.egressRatePerSecond);
+  }
+
+  /** The egress group and its budget, for messages. */
+  egress(): { egressId: string; ratePerSecond: number } {
+    return { egressId: this.options.egressId, ratePerSecond: this.options.egressRatePerSecond };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.local.stop({ dropWaitingJobs: true }).catch(() => undefined);
+  }
+}

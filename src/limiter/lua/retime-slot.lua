@@ -1,0 +1,45 @@
+-- retime-slot.lua: moves a reserved slot to now, for a caller that woke up late for it.
+--
+-- A late caller cannot call at its slot any more. Calling now is allowed when, with the slot
+-- moved to now, no half-open window of `window` ms around now holds more than floor(rate) slots
+-- in any budget; otherwise the slot is given up and the caller reserves a new one. Either way
+-- the slot it missed is not used twice.
+--
+-- KEYS: as reserve-slot.lua (three per budget: next slot, window set, adaptive rate).
+-- ARGV: [1] window ms, [2] the member reserved earlier, [2+i] configured rate of budget i.
+-- Returns: 1 when the slot moved to now (call now), 0 when it was given up (reserve again).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local window = tonumber(ARGV[1])
+local member = ARGV[2]
+local budgets = #KEYS / 3
+for i = 1, budgets do
+  redis.call('ZREM', KEYS[3 * i - 1], member)
+end
+for i = 1, budgets do
+  local rate = tonumber(ARGV[2 + i])
+  local adaptive = tonumber(redis.call('GET', KEYS[3 * i]) or '')
+  if adaptive ~= nil and adaptive > 0 and adaptive < rate then rate = adaptive end
+  local limit = math.max(1, math.floor(rate))
+  local around = redis.call('ZRANGEBYSCORE', KEYS[3 * i - 1], '(' .. tostring(now - window), '(' .. tostring(now + window), 'WITHSCORES')
+  -- Slot times around now, ascending, with now put in its place.
+  local times = {}
+  local placed = false
+  for j = 2, #around, 2 do
+    local at = tonumber(around[j])
+    if not placed and at > now then
+      times[#times + 1] = now
+      placed = true
+    end
+    times[#times + 1] = at
+  end
+  if not placed then times[#times + 1] = now end
+  -- Any limit+1 consecutive slots must span at least a whole window.
+  for j = 1, #times - limit do
+    if times[j + limit] - times[j] < window then return 0 end
+  end
+end
+for i = 1, budgets do
+  redis.call('ZADD', KEYS[3 * i - 1], now, member)
+end
+return 1

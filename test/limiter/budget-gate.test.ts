@@ -1,0 +1,205 @@
+/**
+ * The rate budgets (issue 12): the two Lua scripts one by one against a real Redis, then the gate
+ * across two "processes" (two connections, two gates) sharing one egress. The exact property is
+ * checked on the slots Redis handed out: in every half-open window of `1000 + allowance` ms, at
+ * most floor(rate) slots per budget, at fractional rates too.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { Keys } from '../../src/queue/keys.js';
+import { BudgetGate, accountBudgetName, egressBudgetName } from '../../src/limiter/budget-gate.js';
+import { readBudgetRates } from '../../src/limiter/budget-status.js';
+import { SlotReservations, type SlotBudget } from '../../src/limiter/slot-reservations.js';
+import { quietLogger } from '../helpers/pipeline.js';
+import { TEST_REDIS_URL, removePrefix, uniquePrefix } from '../helpers/redis.js';
+
+const prefix = uniquePrefix('budgets');
+const keys = new Keys(prefix);
+let redis: Redis;
+
+beforeAll(() => {
+  redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+});
+afterAll(async () => {
+  redis.disconnect();
+  await removePrefix(prefix);
+});
+
+function budget(name: string, ratePerSecond: number): SlotBudget {
+  return { nextKey: keys.budgetNext(name), windowKey: keys.budgetWindow(name), adaptiveKey: `${keys.budgetNext(name)}:adaptive`, ratePerSecond };
+}
+
+/** Slot times of a budget, ascending. */
+async function slotTimes(name: string): Promise<number[]> {
+  const flat = await redis.zrange(keys.budgetWindow(name), '0', '-1', 'WITHSCORES');
+  const times: number[] = [];
+  for (let i = 1; i < flat.length; i += 2) times.push(Number(flat[i]));
+  return times.sort((a, b) => a - b);
+}
+
+/** The most slots in any half-open window of `windowMs`. */
+function busiestWindow(times: number[], windowMs: number): number {
+  let busiest = 0;
+  let start = 0;
+  for (let end = 0; end < times.length; end += 1) {
+    while ((times[end] ?? 0) - (times[start] ?? 0) >= windowMs) start += 1;
+    busiest = Math.max(busiest, end - start + 1);
+  }
+  return busiest;
+}
+
+describe('reserve-slot.lua', () => {
+  it('at a fractional rate with the window full: no script error, never more than floor(rate) in a window', async () => {
+    const slots = new SlotReservations(redis);
+    const name = 'frac';
+    const b = budget(name, 287.6);
+    // 700 reservations back to back: far more than one window holds, so the backstop runs.
+    const waits: number[] = [];
+    for (let i = 0; i < 700; i += 1) waits.push(await slots.reserve([b], 1020, `m${i}`));
+    const times = await slotTimes(name);
+    expect(times).toHaveLength(700);
+    expect(busiestWindow(times, 1020)).toBeLessThanOrEqual(287);
+    // And it is not needlessly slow: 700 slots at 287.6 per 1020 ms span about 2.48 s.
+    expect((times.at(-1) ?? 0) - (times[0] ?? 0)).toBeLessThan(2_600);
+    expect(waits.at(-1)).toBeGreaterThan(2_000);
+  });
+
+  it('a slot satisfies every budget it is taken from: the egress budget binds all operations together', async () => {
+    const slots = new SlotReservations(redis);
+    const del = budget('acct-x:DeleteDeviceCertificate', 480);
+    const list = budget('acct-x:ListDeviceCertificateByCaSn', 480);
+    const egress = budget('egress-one', 280);
+    for (let i = 0; i < 400; i += 1) await slots.reserve([i % 4 === 0 ? list : del, egress], 1020, `e${i}`);
+    const egressTimes = await slotTimes('egress-one');
+    expect(egressTimes).toHaveLength(400);
+    expect(busiestWindow(egressTimes, 1020)).toBeLessThanOrEqual(280);
+    // Each operation's own account budget saw only its own calls.
+    expect(await slotTimes('acct-x:ListDeviceCertificateByCaSn')).toHaveLength(100);
+    expect(await slotTimes('acct-x:DeleteDeviceCertificate')).toHaveLength(300);
+  });
+
+  it('follows the adaptive rate stored for the budget, lower than the configured one', async () => {
+    const slots = new SlotReservations(redis);
+    const b = budget('adaptive', 480);
+    await redis.set(b.adaptiveKey, '50.5');
+    for (let i = 0; i < 120; i += 1) await slots.reserve([b], 1020, `a${i}`);
+    const times = await slotTimes('adaptive');
+    expect(busiestWindow(times, 1020)).toBeLessThanOrEqual(50);
+    // Spacing follows 50.5/s, not 480/s.
+    expect((times.at(-1) ?? 0) - (times[0] ?? 0)).toBeGreaterThan(2_000);
+  });
+});
+
+describe('retime-slot.lua', () => {
+  it('moves a late slot to now only where the window allows, else gives it up', async () => {
+    const slots = new SlotReservations(redis);
+    const b = budget('retime', 10);
+    // Ten slots fill the window from now on (spacing 102 ms).
+    for (let i = 0; i < 10; i += 1) await slots.reserve([b], 1020, `r${i}`);
+    // The last slot (about 0.9 s ahead) asks to move to now: now already has 9 others within
+    // a window, so 10 together is still allowed.
+    expect(await slots.retime([b], 1020, 'r9')).toBe(true);
+    // An eleventh reservation goes a whole window after the first.
+    await slots.reserve([b], 1020, 'r10');
+    // r10 asks to move to now: that would put 11 into one window: refused and removed.
+    expect(await slots.retime([b], 1020, 'r10')).toBe(false);
+    const members = await redis.zrange(keys.budgetWindow('retime'), '0', '-1');
+    expect(members).not.toContain('r10');
+    expect(busiestWindow(await slotTimes('retime'), 1020)).toBeLessThanOrEqual(10);
+  });
+});
+
+describe('BudgetGate', () => {
+  it('two processes sharing one egress: the egress budget holds exactly, each operation keeps its account budget, and the rate is used', async () => {
+    const log = quietLogger();
+    const connections = [new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null }), new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null })];
+    const options = { accountKey: 'acct-two', accountRatePerSecond: 480, egressId: 'shared-ip', egressRatePerSecond: 150.5 };
+    const gates = connections.map((connection) => new BudgetGate(connection, keys, options, log));
+    try {
+      const deadline = Date.now() + 2_000;
+      const granted = [0, 0];
+      // Old slots are pruned as reservations go on: sample the sets to keep every slot.
+      const seen = { egress: new Map<string, number>(), reads: new Map<string, number>(), deletes: new Map<string, number>() };
+      const sample = async () => {
+        for (const [into, name] of [
+          [seen.egress, egressBudgetName('shared-ip')],
+          [seen.reads, accountBudgetName('acct-two', 'GetDeviceCertificate')],
+          [seen.deletes, accountBudgetName('acct-two', 'DeleteDeviceCertificate')],
+        ] as const) {
+          const flat = await redis.zrange(keys.budgetWindow(name), '0', '-1', 'WITHSCORES');
+          for (let i = 0; i < flat.length; i += 2) into.set(flat[i]!, Number(flat[i + 1]));
+        }
+      };
+      const sampler = setInterval(() => void sample(), 300);
+      const callers = gates.flatMap((gate, index) =>
+        Array.from({ length: 32 }, async (_, caller) => {
+          while (Date.now() < deadline) {
+            await gate.acquire(caller % 8 === 0 ? 'GetDeviceCertificate' : 'DeleteDeviceCertificate');
+            granted[index] = (granted[index] ?? 0) + 1;
+          }
+        }),
+      );
+      await Promise.all(callers);
+      clearInterval(sampler);
+      await sample();
+      const egress = [...seen.egress.values()].sort((a, b) => a - b);
+      expect(egress.length).toBe(granted.reduce((a, b) => a + b, 0));
+      expect(busiestWindow(egress, 1020)).toBeLessThanOrEqual(150);
+      // Both processes got a share, and together they used the budget (2 s at ~147/s, minus start-up).
+      expect(Math.min(...granted)).toBeGreaterThan(60);
+      expect(granted.reduce((a, b) => a + b, 0)).toBeGreaterThan(240);
+      // Every call took a slot of its own operation's account budget too.
+      expect(seen.reads.size + seen.deletes.size).toBe(egress.length);
+      expect(seen.reads.size).toBeGreaterThan(0);
+      // Status sees the budgets with their configured rates.
+      const rates = await readBudgetRates(redis, keys);
+      expect(rates.find((rate) => rate.name === egressBudgetName('shared-ip'))).toMatchObject({ kind: 'egress', label: 'shared-ip', configuredPerSecond: 150.5 });
+      expect(rates.find((rate) => rate.name === accountBudgetName('acct-two', 'DeleteDeviceCertificate'))).toMatchObject({ kind: 'account', label: 'DeleteDeviceCertificate', configuredPerSecond: 480 });
+    } finally {
+      for (const gate of gates) await gate.close();
+      for (const connection of connections) connection.disconnect();
+    }
+  });
+
+  it('urgent callers of a process go before bulk ones waiting in the same process', async () => {
+    const gate = new BudgetGate(redis, keys, { accountKey: 'acct-prio', accountRatePerSecond: 480, egressId: 'prio-ip', egressRatePerSecond: 20, reservationsInFlight: 1 }, quietLogger());
+    try {
+      const order: string[] = [];
+      const bulk = Array.from({ length: 10 }, (_, i) => gate.acquire('DeleteDeviceCertificate', 9).then(() => order.push(`bulk${i}`)));
+      // Let the bulk callers queue up (and one take the slot) before the urgent one arrives.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const urgent = gate.acquire('DeleteDeviceCertificate', 0).then(() => order.push('urgent'));
+      await Promise.all([...bulk, urgent]);
+      // Only bulk callers that were done or already holding a slot go first; the rest wait behind.
+      expect(order.indexOf('urgent')).toBeLessThanOrEqual(2);
+      expect(order.length - order.indexOf('urgent') - 1).toBeGreaterThanOrEqual(8);
+    } finally {
+      await gate.close();
+    }
+  });
+
+  it('a limiter error never fails a caller: it waits while Redis is unreachable and goes on once it answers', async () => {
+    // A connection to a port where nothing listens yet, then a Redis started there.
+    const { spawn } = await import('node:child_process');
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const broken = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1, retryStrategy: () => 100, lazyConnect: false });
+    broken.on('error', () => undefined);
+    const gate = new BudgetGate(broken, keys, { accountKey: 'acct-down', accountRatePerSecond: 100, egressId: 'down-ip', egressRatePerSecond: 100, errorRetryMs: 50 }, quietLogger());
+    let settled: 'resolved' | 'rejected' | null = null;
+    const permit = gate.acquire('DeleteDeviceCertificate').then(
+      () => (settled = 'resolved'),
+      () => (settled = 'rejected'),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(settled).toBeNull();
+    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    try {
+      await permit;
+      expect(settled).toBe('resolved');
+    } finally {
+      await gate.close();
+      broken.disconnect();
+      server.kill('SIGKILL');
+    }
+  });
+});
