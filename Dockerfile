@@ -1,5 +1,6 @@
 # revoker image: build the TypeScript, then a runtime stage with production dependencies only.
-FROM node:20-bookworm-slim AS build
+# Node 22 LTS (Node 20 is end of life since 2026-04-30); package.json engines stay >=20.
+FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
@@ -9,7 +10,7 @@ COPY workers ./workers
 COPY scripts ./scripts
 RUN npm run build
 
-FROM node:20-bookworm-slim
+FROM node:22-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -8,13 +8,15 @@
  * retried move adds nothing twice); the queue's worker POSTs them, retrying with exponential
  * backoff for hours (BullMQ attempts), and counts final failures on the batch.
  */
-import { Queue, Worker, type Job } from 'bullmq';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { Webhook } from 'standardwebhooks';
 import type { BatchStore } from '../batches/batch-store.js';
 import type { Keys } from '../queue/keys.js';
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import { buildBatchEvent, eventId, type OutboxEntry } from './batch-event.js';
+import { postPinned } from './callback-client.js';
+import { checkCallbackUrl, normaliseOrigin, resolvePinned, systemLookup, type CallbackPolicy, type HostLookup } from './callback-policy.js';
 
 /** Name of the BullMQ queue of events to deliver. */
 export const EVENTS_QUEUE = 'batch-events';
@@ -31,8 +33,19 @@ export interface EventDeliveryOptions {
   attempts: number;
   /** First retry delay; doubles each time (12 attempts from 5 s span about 5.7 hours). */
   retryBaseMs: number;
-  /** Timeout of one POST. */
+  /** Timeout of one POST, from resolving the name to the last byte read. */
   timeoutMs: number;
+  /**
+   * EVENTS_ALLOWED_ORIGINS: origins events may be sent to. The origin of `defaultUrl` is always
+   * allowed (the operator chose it). A batch's callback URL elsewhere is never called.
+   */
+  allowedOrigins: readonly string[];
+  /** EVENTS_ALLOW_PRIVATE: allow loopback, private, link-local, CGNAT… addresses (tests, private deployments). */
+  allowPrivate: boolean;
+  /** Bytes of a receiver's answer read at most; the rest is never read (the connection is dropped). */
+  maxResponseBytes: number;
+  /** Name resolution (the system resolver); tests inject their own. */
+  lookup: HostLookup;
 }
 
 /** Defaults of `EventDeliveryOptions`. */
@@ -41,11 +54,28 @@ export const EVENT_DELIVERY_DEFAULTS: Omit<EventDeliveryOptions, 'defaultUrl' | 
   attempts: 12,
   retryBaseMs: 5_000,
   timeoutMs: 10_000,
+  // Secure by default: nothing but EVENTS_URL's origin, public addresses only.
+  allowedOrigins: [],
+  allowPrivate: false,
+  // The answer's status is all that matters; 64 KiB covers any error page worth a debug look.
+  maxResponseBytes: 64 * 1024,
+  lookup: systemLookup,
 };
+
+/** The policy events are held to: the allow-list plus EVENTS_URL's origin. */
+export function eventCallbackPolicy(options: Pick<EventDeliveryOptions, 'defaultUrl' | 'allowedOrigins' | 'allowPrivate'>): CallbackPolicy {
+  const origins = new Set(options.allowedOrigins);
+  if (options.defaultUrl !== null && URL.canParse(options.defaultUrl)) {
+    const fromDefault = normaliseOrigin(new URL(options.defaultUrl).origin);
+    if (fromDefault !== null) origins.add(fromDefault);
+  }
+  return { allowedOrigins: [...origins], allowPrivate: options.allowPrivate };
+}
 
 /** Moves outbox entries to the events queue and delivers them. */
 export class EventDelivery {
   private readonly options: EventDeliveryOptions;
+  private readonly policy: CallbackPolicy;
   private readonly queue: Queue<OutboxEntry>;
   private worker: Worker<OutboxEntry> | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -60,6 +90,7 @@ export class EventDelivery {
     private readonly log: Logger,
   ) {
     this.options = { ...EVENT_DELIVERY_DEFAULTS, ...options };
+    this.policy = eventCallbackPolicy(this.options);
     this.queue = new Queue<OutboxEntry>(EVENTS_QUEUE, { connection: redis, prefix: keys.prefix });
     this.queue.on('error', () => undefined);
   }
@@ -69,7 +100,8 @@ export class EventDelivery {
     this.worker = new Worker<OutboxEntry>(EVENTS_QUEUE, (job) => this.deliver(job), { connection: this.connection, prefix: this.keys.prefix, concurrency: 8 });
     this.worker.on('error', (error) => this.log.warn({ err: error }, 'event delivery worker error'));
     this.worker.on('failed', (job, error) => {
-      if (job === undefined || job.attemptsMade < this.options.attempts) return;
+      // A refused destination is not retried (UnrecoverableError): it counts as undelivered at once.
+      if (job === undefined || (job.attemptsMade < this.options.attempts && error.name !== 'UnrecoverableError')) return;
       this.log.error({ batchId: job.data.batchId, eventId: eventId(job.data), err: error }, 'event not delivered after every attempt');
       void this.redis.hincrby(this.keys.batch(job.data.batchId), 'eventsFailed', 1).catch(() => undefined);
     });
@@ -122,26 +154,55 @@ export class EventDelivery {
       this.log.warn({ batchId: entry.batchId }, 'a completion event has a destination but EVENTS_SECRET is not set: not sent');
       return;
     }
-    const body = JSON.stringify(buildBatchEvent(entry, batch));
     const id = eventId(entry);
+    const type = `batch.${entry.state}`;
+    // The rules are checked again here, not only at the webhook: the allow-list may have
+    // changed since, and only here is the name resolved to the address actually used.
+    const check = checkCallbackUrl(url, this.policy);
+    if (!check.ok) {
+      this.log.error({ batchId: entry.batchId, eventId: id, type, rule: check.rule }, `completion event not sent: ${check.message}`);
+      throw new UnrecoverableError(check.message);
+    }
+    const origin = check.origin;
+    let target: Awaited<ReturnType<typeof resolvePinned>>;
+    try {
+      target = await resolvePinned(check.url, this.options.allowPrivate, this.options.lookup);
+    } catch (error) {
+      // The resolver failing (no such name, DNS down) may pass: retried like a refused connection.
+      this.log.warn({ batchId: entry.batchId, eventId: id, type, origin, attempt: job.attemptsMade + 1, err: error }, 'completion event: the callback host did not resolve');
+      throw error;
+    }
+    if (!target.ok) {
+      this.log.error({ batchId: entry.batchId, eventId: id, type, origin, rule: 'callback_address_forbidden' }, `completion event not sent: ${target.message}`);
+      throw new UnrecoverableError(target.message);
+    }
+    const body = JSON.stringify(buildBatchEvent(entry, batch));
     const now = new Date();
     const signature = new Webhook(this.options.secret).sign(id, now, body);
-    const response = await fetch(url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'webhook-id': id,
-        'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
-        'webhook-signature': signature,
-      },
-      body,
-      signal: AbortSignal.timeout(this.options.timeoutMs),
-      redirect: 'error',
-    });
-    // Drain the body so the connection can be reused.
-    await response.arrayBuffer().catch(() => undefined);
-    if (!response.ok) throw new Error(`the receiver answered HTTP ${response.status}`);
-    this.log.info({ batchId: entry.batchId, eventId: id, type: `batch.${entry.state}` }, 'completion event delivered');
+    const headers = {
+      'content-type': 'application/json',
+      'webhook-id': id,
+      'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
+      'webhook-signature': signature,
+    };
+    let status: number;
+    try {
+      ({ status } = await postPinned(check.url, headers, body, { address: target.address, family: target.family, timeoutMs: this.options.timeoutMs, maxResponseBytes: this.options.maxResponseBytes }));
+    } catch (error) {
+      this.log.warn({ batchId: entry.batchId, eventId: id, type, origin, attempt: job.attemptsMade + 1, err: error }, 'completion event delivery failed');
+      throw error;
+    }
+    // The origin only: a path or query may hold the receiver's own token.
+    const entryLog = { batchId: entry.batchId, eventId: id, type, origin, status, attempt: job.attemptsMade + 1 };
+    if (status >= 300 && status < 400) {
+      this.log.warn(entryLog, 'completion event answered with a redirect, which is not followed');
+      throw new Error(`the receiver answered HTTP ${status} (redirects are not followed)`);
+    }
+    if (status < 200 || status >= 300) {
+      this.log.warn(entryLog, 'completion event refused by the receiver');
+      throw new Error(`the receiver answered HTTP ${status}`);
+    }
+    this.log.info(entryLog, 'completion event delivered');
   }
 
   /** Stops moving and delivering. */

@@ -10,6 +10,7 @@ import {
   validateDeviceSn,
   validateInstanceId,
 } from './device-validation.js';
+import { controlCharacterProblem } from './free-text.js';
 
 /** Options of {@link parseRevocationBody}. */
 export interface ParseRevocationOptions {
@@ -21,9 +22,9 @@ export interface ParseRevocationOptions {
 export interface ParsedRevocation {
   /** `delete` when the body has no action. */
   action: RevocationAction;
-  /** Free text for the batch record ("key leak 2024-05"). */
+  /** Free text for the batch record ("key leak 2024-05"); no control characters. */
   reason?: string;
-  /** Batch name shown by `status` and the dashboard. */
+  /** Batch name shown by `status` and the dashboard; no control characters. */
   name?: string;
   /** http(s) URL to notify when the batch finishes. */
   callbackUrl?: string;
@@ -157,6 +158,11 @@ export function parseRevocationBody(body: unknown, options: ParseRevocationOptio
   }
   if (name.value !== undefined && name.value.length > MAX_NAME_CHARS) {
     return refuse('invalid_field', `name is longer than ${MAX_NAME_CHARS} characters (${name.value.length})`);
+  }
+  // Both end up on operators' terminals (`revoker status`, `batch list`): no escape sequences.
+  for (const [field, value] of [['name', name.value], ['reason', reason.value]] as const) {
+    const problem = value === undefined ? null : controlCharacterProblem(field, value);
+    if (problem !== null) return refuse('invalid_field', problem);
   }
   if (
     callbackUrl.value !== undefined &&

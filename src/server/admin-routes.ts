@@ -1,5 +1,6 @@
 /**
  * The admin API (bearer token): batches, their reports, pause/resume/cancel, dead letters.
+ * GET routes need a `read` token, POST routes an `operate` one; every change is audited.
  *
  * GET  /v1/batches?limit=                      {batches: Batch[]}, most recent first
  * GET  /v1/batches/:id                         {batch: Batch}
@@ -12,10 +13,13 @@
 import { parsePriority } from '../queue/priority.js';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { AuditAction, AuditTrail } from '../audit/audit-trail.js';
 import type { ControlResult } from '../batches/batch-control.js';
+import { controlCharacterProblem } from '../producer/free-text.js';
+import { reportStores } from '../report/report-stores.js';
 import { reportLines, type ReportFormat } from '../results/report-writer.js';
 import type { Context } from '../runtime/context.js';
-import { requireAdminToken } from './admin-auth.js';
+import { adminIdentityOf, type AdminAuth } from './admin-auth.js';
 import { sendError } from './http-error.js';
 import { parseJsonText } from './json-body.js';
 import type { ServerOptions } from './server-options.js';
@@ -31,7 +35,8 @@ const BATCH_ID_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
 /** What the admin routes need. */
 export interface AdminRouteDeps {
   context: Context;
-  adminToken: string;
+  auth: AdminAuth;
+  audit: AuditTrail;
   options: ServerOptions;
 }
 
@@ -76,12 +81,21 @@ function optionalStringField(body: unknown, name: string, maxChars: number): str
   if (typeof value !== 'string') throw new BadRequest('invalid_body', `${name} must be a string`);
   const trimmed = value.trim();
   if (trimmed.length > maxChars) throw new BadRequest('invalid_body', `${name} is longer than ${maxChars} characters`);
+  // Shown by `revoker status` on operators' terminals: no escape sequences.
+  const problem = controlCharacterProblem(name, trimmed);
+  if (problem !== null) throw new BadRequest('invalid_body', problem);
   return trimmed === '' ? undefined : trimmed;
 }
 
 /** The admin API as a Fastify plugin; every route in it requires the admin token. */
 export function adminRoutes(deps: AdminRouteDeps) {
-  const { context, adminToken, options } = deps;
+  const { context, auth, audit, options } = deps;
+
+  /** Records who did what from where, in the trail and the log. */
+  async function record(request: FastifyRequest, action: AuditAction, batchId: string | null, args: Record<string, string | number | boolean | null>, ok: boolean): Promise<void> {
+    const identity = adminIdentityOf(request);
+    await audit.record({ action, batchId, actor: `token:${identity?.name ?? 'unknown'}`, from: request.ip, args, ok });
+  }
 
   async function control(request: FastifyRequest, reply: FastifyReply, action: 'pause' | 'resume' | 'cancel'): Promise<FastifyReply> {
     const batchId = batchIdParam(request);
@@ -93,8 +107,9 @@ export function adminRoutes(deps: AdminRouteDeps) {
     else result = await context.control.resume(batchId);
     const batch = await context.batches.get(batchId);
     if (batch === null) return sendError(reply, 404, 'batch_not_found', `batch ${batchId} not found`);
+    await record(request, action, batchId, { reason: reason ?? null }, result.ok);
     if (!result.ok) return sendError(reply, 409, 'invalid_state', result.message);
-    request.log.info({ batchId, action, reason }, `batch ${action}d by an operator`);
+    request.log.info({ batchId, action, reason, by: adminIdentityOf(request)?.name, clientAddress: request.ip }, `batch ${action}d by an operator`);
     return reply.send({ batch, message: result.message, woken: result.woken });
   }
 
@@ -104,12 +119,16 @@ export function adminRoutes(deps: AdminRouteDeps) {
     if (priority === null) throw new BadRequest('invalid_body', 'priority must be "urgent", "normal" or "bulk"');
     const result = await context.control.setPriority(batchId, priority);
     if (!result.ok) return sendError(reply, 404, 'batch_not_found', result.message);
-    request.log.info({ batchId, priority }, 'batch priority changed by an operator');
+    await record(request, 'priority', batchId, { priority, moved: result.moved }, true);
+    request.log.info({ batchId, priority, by: adminIdentityOf(request)?.name, clientAddress: request.ip }, 'batch priority changed by an operator');
     return reply.send({ batch: await context.batches.get(batchId), message: result.message, moved: result.moved });
   }
 
   return function register(app: FastifyInstance, _options: unknown, done: (error?: Error) => void): void {
-    app.addHook('onRequest', requireAdminToken(adminToken));
+    // Reading needs `read`; anything that changes state needs `operate`.
+    const readGuard = auth.guard('read');
+    const operateGuard = auth.guard('operate');
+    app.addHook('onRequest', (request, reply) => (request.method === 'GET' || request.method === 'HEAD' ? readGuard(request, reply) : operateGuard(request, reply)));
 
     // Bodies are small and optional: an empty JSON body is "no body" rather than an error.
     app.removeContentTypeParser('application/json');
@@ -143,7 +162,7 @@ export function adminRoutes(deps: AdminRouteDeps) {
         .type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8')
         .header('content-disposition', `attachment; filename="${batchId}.${format}"`)
         .header('cache-control', 'no-store')
-        .send(Readable.from(reportLines(batchId, reportFormat, context.results, context.batches)));
+        .send(Readable.from(reportLines(batchId, reportFormat, context.results, context.batches, reportStores(context).order)));
     });
 
     app.post('/v1/batches/:id/pause', (request, reply) => control(request, reply, 'pause'));
@@ -161,7 +180,8 @@ export function adminRoutes(deps: AdminRouteDeps) {
       const batchId = optionalStringField(request.body, 'batchId', 128);
       if (batchId !== undefined && !BATCH_ID_PATTERN.test(batchId)) throw new BadRequest('invalid_batch_id', 'the batch id is malformed');
       const summary = await context.deadLetters.redrive(batchId);
-      request.log.info({ batchId, ...summary }, 'dead letters redriven by an operator');
+      await record(request, 'redrive', batchId ?? null, { redriven: summary.redriven, skipped: summary.skipped }, true);
+      request.log.info({ batchId, ...summary, by: adminIdentityOf(request)?.name, clientAddress: request.ip }, 'dead letters redriven by an operator');
       return summary;
     });
     done();

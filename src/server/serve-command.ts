@@ -38,8 +38,8 @@ export interface RunningServer {
 }
 
 /**
- * Starts the server from a resolved config. Throws a `ConfigError` when ADMIN_TOKEN is missing
- * (the context is closed again first).
+ * Starts the server from a resolved config. Throws a `ConfigError` when no admin token is
+ * configured or a senders/tokens file is unusable (the context is closed again first).
  */
 export async function startServe(config: Config, flags: ServeCommandFlags): Promise<RunningServer> {
   const logger = createLogger(config.logLevel, 'revoker-server');
@@ -54,7 +54,7 @@ export async function startServe(config: Config, flags: ServeCommandFlags): Prom
   }
   const addressInfo = app.server.address();
   const address = typeof addressInfo === 'object' && addressInfo !== null ? `http://${addressInfo.address.includes(':') ? `[${addressInfo.address}]` : addressInfo.address}:${addressInfo.port}` : String(addressInfo);
-  logger.info({ address, webhooks: config.webhookSecrets.length > 0 }, `revoker server listening on ${address}`);
+  logger.info({ address, webhooks: config.webhookSecrets.length > 0 || config.webhookSendersFile !== null, trustProxy: config.trustProxy !== false }, `revoker server listening on ${address}`);
   let closing: Promise<void> | null = null;
   return {
     app,

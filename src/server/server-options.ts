@@ -1,3 +1,5 @@
+import { FAILED_AUTH_DEFAULTS, type FailedAuthLimiterOptions } from './failed-auth-limiter.js';
+
 /**
  * Options of the HTTP server (`revoker serve`): limits of the webhook, how long delivery answers
  * are remembered, the dashboard session. Defaults in one object; `resolveServerOptions` fills
@@ -32,6 +34,8 @@ export interface ServerOptions {
   dashboardReadOnly: boolean;
   /** Collect prom-client's process metrics (CPU, memory, event loop lag) in the registry. */
   processMetrics: boolean;
+  /** Failed admin authentications allowed per client address and window before 429. */
+  failedAuth: FailedAuthLimiterOptions;
 }
 
 /** Defaults of `ServerOptions`. */
@@ -47,6 +51,7 @@ export const SERVER_DEFAULTS: ServerOptions = {
   dashboardSessionSeconds: 12 * 3_600,
   dashboardReadOnly: true,
   processMetrics: true,
+  failedAuth: FAILED_AUTH_DEFAULTS,
 };
 
 function positiveInteger(name: keyof ServerOptions, value: number): void {

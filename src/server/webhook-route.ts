@@ -1,21 +1,30 @@
 /**
  * `POST /v1/revocations`: Standard Webhooks deliveries turned into a batch (DESIGN §3 Webhook).
  *
- * Order of checks: secrets configured (503), content type (415), size (413, before reading),
- * a repeated webhook-* header (400), signature and timestamp (401), then the `webhook-id` ledger (a repeat gets the first answer, a
- * concurrent duplicate 409), then JSON (400) and the body's validation (400/413). Only a fully
- * validated body creates a batch, so a refused delivery enqueues nothing.
+ * Order of checks: senders configured (503), content type (415), size (413, before reading), a
+ * repeated webhook-* header (400), signature and timestamp (401; the matching secret names the
+ * sender), then the (sender, `webhook-id`) ledger: a repeat with the same body gets the first
+ * answer, with another body 409 `webhook_id_reused`, a concurrent duplicate 409. Then JSON (400),
+ * the body's validation (400/413), the callback URL against the allow-list (400 naming the
+ * rule), the sender's scope (403), its quota (429 + Retry-After), and room under the high-water
+ * mark, reserved atomically (503 `queue_full` + Retry-After). Only a delivery that passed all of
+ * these creates a batch, so a refused delivery enqueues nothing.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Counter, type Registry } from 'prom-client';
+import type { AuditTrail } from '../audit/audit-trail.js';
+import { checkCallbackUrl, resolvePinned, systemLookup, type CallbackPolicy, type HostLookup } from '../events/callback-policy.js';
 import type { InputItem } from '../producer/device-request.js';
 import { Enqueuer } from '../producer/enqueuer.js';
-import { countWaitingJobs } from '../queue/revocation-queue.js';
 import { parseRevocationBody, type ParsedRevocation } from '../producer/webhook-body.js';
 import type { Context } from '../runtime/context.js';
 import { errorBody, sendError } from './http-error.js';
 import { parseJsonText } from './json-body.js';
+import type { SenderQuota } from './sender-quota.js';
+import { scopeProblem, type Sender } from './senders.js';
 import type { ServerOptions } from './server-options.js';
-import type { DeliveryAnswer, WebhookDeliveries } from './webhook-deliveries.js';
+import { bodyHash, type StoredAnswer, type WebhookDeliveries } from './webhook-deliveries.js';
+import type { WebhookRoom } from './webhook-room.js';
 import type { WebhookVerifier } from './webhook-verifier.js';
 
 /** The path of the webhook. */
@@ -37,7 +46,17 @@ export interface WebhookRouteDeps {
   context: Context;
   verifier: WebhookVerifier;
   deliveries: WebhookDeliveries;
+  room: WebhookRoom;
+  quota: SenderQuota;
+  /** EVENTS_ALLOWED_ORIGINS (+ EVENTS_URL's origin) and EVENTS_ALLOW_PRIVATE. */
+  callbackPolicy: CallbackPolicy;
+  /** Where the per-sender counters go. */
+  registry: Registry;
+  /** Every accepted delivery is recorded as an `enqueue` by `sender:<name>`. */
+  audit: AuditTrail;
   options: ServerOptions;
+  /** Name resolution for the callback host check; the system resolver by default. */
+  lookup?: HostLookup;
 }
 
 function singleHeader(value: string | string[] | undefined): string | undefined {
@@ -71,55 +90,154 @@ function toItems(parsed: ParsedRevocation): InputItem[] {
   ];
 }
 
+/** What processing a claimed delivery decided. */
+type Outcome =
+  /** An answer to give and to replay (202, or a refusal the same body would get again). */
+  | { kind: 'final'; answer: StoredAnswer; body: unknown }
+  /** A refusal that may pass later (quota, queue full): answered, not remembered. */
+  | { kind: 'transient'; status: 429 | 503; code: string; message: string; retryAfterSeconds: number | null };
+
+function refusal(status: number, code: string, message: string): Outcome {
+  return { kind: 'final', answer: { status, code, message }, body: errorBody(code, message) };
+}
+
 /**
  * The webhook as a Fastify plugin. Register it in its own scope: it replaces the JSON parser
  * with one that keeps the raw text, which the signature is computed over.
  */
 export function webhookRoutes(deps: WebhookRouteDeps) {
-  const { context, verifier, deliveries, options } = deps;
-  // Flow control is done up front (503 while the queue is above the mark) rather than inside the
-  // enqueue: a delivery must answer within the sender's timeout, and each adds at most
-  // maxDevicesPerRequest jobs, so the mark is overshot by a bounded amount at worst.
+  const { context, verifier, deliveries, room, quota, callbackPolicy, options } = deps;
+  const lookup = deps.lookup ?? systemLookup;
+  // Flow control is the room reservation below, done before anything is written: the enqueue
+  // itself must not wait (a delivery answers within the sender's timeout).
   const enqueuer = new Enqueuer(context.queue, context.batches, context.results, { highWaterJobs: 0 });
+  const deliveriesTotal = new Counter({
+    name: 'revoker_webhook_deliveries_total',
+    help: 'Signed webhook deliveries by sender and answer status (replays included).',
+    labelNames: ['sender', 'status'] as const,
+    registers: [deps.registry],
+  });
+  const devicesTotal = new Counter({
+    name: 'revoker_webhook_devices_total',
+    help: 'Devices accepted from webhook deliveries, by sender.',
+    labelNames: ['sender'] as const,
+    registers: [deps.registry],
+  });
+  // More devices than the mark could never find room: say so (413) rather than 503 forever.
+  const maxDevices = Math.min(options.maxDevicesPerRequest, context.config.highWaterJobs);
 
-  /** Validates and enqueues a claimed delivery; returns the answer to give (and to replay). */
-  async function processDelivery(request: FastifyRequest, webhookId: string, rawBody: string): Promise<DeliveryAnswer | 'queue_full'> {
-    if (rawBody.trim() === '') return { status: 400, body: errorBody('malformed_json', 'the body is empty') };
+  /** 400 naming the rule when the callback URL may not be used by this sender; null when it may. */
+  async function callbackRefusal(sender: Sender, callbackUrl: string): Promise<Outcome | null> {
+    const check = checkCallbackUrl(callbackUrl, callbackPolicy, sender.scope.callbackOrigins);
+    if (!check.ok) return refusal(400, check.rule, check.message);
+    if (callbackPolicy.allowPrivate) return null;
+    // Early feedback for a name that resolves to an inside address; the worker checks again
+    // (and pins the address) before every POST, which is what actually protects it.
+    try {
+      const target = await resolvePinned(check.url, false, lookup);
+      if (!target.ok) return refusal(400, 'callback_address_forbidden', `callbackUrl ${target.message}`);
+    } catch {
+      // Not resolvable now (DNS down, name not yet published): the worker decides when it sends.
+    }
+    return null;
+  }
+
+  /** Validates, checks scope, quota and room, and enqueues a claimed delivery. */
+  async function processDelivery(request: FastifyRequest, sender: Sender, webhookId: string, rawBody: string): Promise<Outcome> {
+    if (rawBody.trim() === '') return refusal(400, 'malformed_json', 'the body is empty');
     const json = parseJsonText(rawBody);
-    if (!json.ok) return { status: 400, body: errorBody('malformed_json', json.message) };
+    if (!json.ok) return refusal(400, 'malformed_json', json.message);
     const parsed = parseRevocationBody(json.value, { maxDevices: options.maxDevicesPerRequest });
-    if (!parsed.ok) return { status: parsed.status, body: errorBody(parsed.code, parsed.message) };
+    if (!parsed.ok) return refusal(parsed.status, parsed.code, parsed.message);
     const value = parsed.value;
 
-    if (value.requests.length > 0 && (await countWaitingJobs(context.queue)) >= context.config.highWaterJobs) return 'queue_full';
-
-    const batchId = await context.batches.create({
-      name: value.name ?? `webhook ${webhookId}`,
-      source: 'webhook',
-      action: value.action,
-      createdBy: `webhook:${webhookId}`,
-      ...(value.callbackUrl !== undefined ? { callbackUrl: value.callbackUrl } : {}),
-      ...(value.priority !== undefined ? { priority: value.priority } : {}),
-    });
-    const summary = await enqueuer.enqueue(batchId, value.action, toItems(value));
-    const body: WebhookAccepted = {
-      batchId,
-      accepted: summary.accepted,
-      rejected: value.rejected.map((row) => (row.deviceSn === undefined ? { index: row.line, reason: row.reason } : { index: row.line, reason: row.reason, deviceSn: row.deviceSn })),
-      duplicates: summary.duplicates,
+    if (value.callbackUrl !== undefined) {
+      const refused = await callbackRefusal(sender, value.callbackUrl);
+      if (refused !== null) return refused;
+    }
+    const outside = scopeProblem(sender, value);
+    if (outside !== null) return refusal(403, 'outside_scope', outside);
+    if (value.requests.length > maxDevices) {
+      return refusal(413, 'too_many_devices', `the delivery has ${value.requests.length} devices; the queue's high-water mark (${context.config.highWaterJobs}) allows at most ${maxDevices} per delivery`);
+    }
+    // Every entry counts against the quota, refused ones too: they are stored with the batch.
+    const entries = value.requests.length + value.rejected.length;
+    const devicesPerHour = sender.devicesPerHour;
+    if (devicesPerHour !== null) {
+      if (entries > devicesPerHour) {
+        return refusal(413, 'too_many_devices', `the delivery has ${entries} entries, more than sender '${sender.name}' may send in an hour (${devicesPerHour})`);
+      }
+      const taken = await quota.take(sender.name, devicesPerHour, entries);
+      if (!taken.ok) {
+        return { kind: 'transient', status: 429, code: 'quota_exceeded', message: `sender '${sender.name}' is over its quota of ${devicesPerHour} devices per hour; retry after ${taken.retryAfterSeconds} s`, retryAfterSeconds: taken.retryAfterSeconds };
+      }
+    }
+    const refund = async (): Promise<void> => {
+      if (devicesPerHour !== null) await quota.refund(sender.name, devicesPerHour, entries);
     };
-    // The body's reason is the sender's free text, not a secret: it goes to the log so that an
-    // operator can tie the batch to its cause (the batch record has no field for it yet).
-    request.log.info(
-      { webhookId, batchId, action: value.action, accepted: summary.accepted, rejected: summary.rejected, duplicates: summary.duplicates, reason: value.reason },
-      'webhook delivery enqueued',
-    );
-    return { status: 202, body };
+
+    let release = (): Promise<void> => Promise.resolve();
+    if (value.requests.length > 0) {
+      const reservation = await room.reserve(value.requests.length);
+      if (!reservation.ok) {
+        await refund();
+        return { kind: 'transient', status: 503, code: 'queue_full', message: `the revocation queue is at its high-water mark (${reservation.used} of ${context.config.highWaterJobs} jobs waiting or reserved); retry later`, retryAfterSeconds: QUEUE_FULL_RETRY_AFTER_SECONDS };
+      }
+      release = reservation.release;
+    }
+    try {
+      const batchId = await context.batches.create({
+        name: value.name ?? `webhook ${webhookId}`,
+        source: 'webhook',
+        action: value.action,
+        // Who sent it, as the matching secret says: never a value the sender chose.
+        createdBy: `webhook:${sender.name}`,
+        ...(value.callbackUrl !== undefined ? { callbackUrl: value.callbackUrl } : {}),
+        ...(value.priority !== undefined ? { priority: value.priority } : {}),
+      });
+      const summary = await enqueuer.enqueue(batchId, value.action, toItems(value));
+      const body: WebhookAccepted = {
+        batchId,
+        accepted: summary.accepted,
+        rejected: value.rejected.map((row) => (row.deviceSn === undefined ? { index: row.line, reason: row.reason } : { index: row.line, reason: row.reason, deviceSn: row.deviceSn })),
+        duplicates: summary.duplicates,
+      };
+      devicesTotal.inc({ sender: sender.name }, summary.accepted);
+      await deps.audit.record({
+        action: 'enqueue',
+        batchId,
+        actor: `sender:${sender.name}`,
+        from: request.ip,
+        args: { webhookId, action: value.action, priority: value.priority ?? 'normal', accepted: summary.accepted, rejected: summary.rejected, duplicates: summary.duplicates, reason: value.reason ?? null, callbackOrigin: value.callbackUrl === undefined ? null : new URL(value.callbackUrl).origin },
+        ok: true,
+      });
+      // The body's reason is the sender's free text, not a secret: it goes to the log so that an
+      // operator can tie the batch to its cause (the batch record has no field for it yet).
+      request.log.info(
+        { sender: sender.name, webhookId, batchId, action: value.action, priority: value.priority ?? 'normal', accepted: summary.accepted, rejected: summary.rejected, duplicates: summary.duplicates, reason: value.reason, callbackOrigin: value.callbackUrl === undefined ? undefined : new URL(value.callbackUrl).origin, clientAddress: request.ip },
+        'webhook delivery enqueued',
+      );
+      return { kind: 'final', answer: { status: 202, batchId, accepted: summary.accepted, rejected: summary.rejected, duplicates: summary.duplicates }, body };
+    } finally {
+      await release();
+    }
+  }
+
+  /** The answer of an earlier delivery, as first given: the rejected entries are read back from the batch. */
+  async function replayBody(answer: StoredAnswer): Promise<unknown> {
+    if (!('batchId' in answer)) return errorBody(answer.code, answer.message);
+    const rejected: WebhookAccepted['rejected'] = [];
+    if (answer.rejected > 0) {
+      for await (const row of context.batches.rejectedRows(answer.batchId)) {
+        rejected.push(row.deviceSn === undefined ? { index: row.line, reason: row.reason } : { index: row.line, reason: row.reason, deviceSn: row.deviceSn });
+      }
+    }
+    return { batchId: answer.batchId, accepted: answer.accepted, rejected, duplicates: answer.duplicates } satisfies WebhookAccepted;
   }
 
   async function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     if (!verifier.configured) {
-      return sendError(reply, 503, 'webhooks_not_configured', 'this server has no WEBHOOK_SECRETS: it accepts no webhook');
+      return sendError(reply, 503, 'webhooks_not_configured', 'this server has no webhook senders (WEBHOOK_SENDERS_FILE or WEBHOOK_SECRETS): it accepts no webhook');
     }
     // Requests without a body or content type never reach a parser.
     if (typeof request.body !== 'string') return sendError(reply, 415, 'unsupported_media_type', 'the body must be application/json');
@@ -132,34 +250,52 @@ export function webhookRoutes(deps: WebhookRouteDeps) {
       signature: singleHeader(request.headers['webhook-signature']),
     });
     if (!verification.ok) {
-      request.log.warn({ code: verification.code }, 'webhook delivery refused');
+      request.log.warn({ code: verification.code, clientAddress: request.ip }, 'webhook delivery refused');
       return sendError(reply, 401, verification.code, verification.message);
     }
-    const webhookId = verification.webhookId;
+    const { webhookId, sender } = verification;
+    const answered = (status: number): void => {
+      deliveriesTotal.inc({ sender: sender.name, status: String(status) });
+    };
+    const hash = bodyHash(rawBody);
 
-    const claim = await deliveries.claim(webhookId);
+    const claim = await deliveries.claim(sender.name, webhookId, hash);
+    if (claim.kind === 'conflict') {
+      request.log.warn({ sender: sender.name, webhookId, clientAddress: request.ip }, 'webhook-id reused with a different body: refused');
+      answered(409);
+      return sendError(reply, 409, 'webhook_id_reused', `webhook-id ${webhookId} was first used at ${claim.since} with a different body; a new request needs a new webhook-id (nothing was enqueued)`);
+    }
     if (claim.kind === 'in_progress') {
+      answered(409);
       return sendError(reply, 409, 'delivery_in_progress', `delivery ${webhookId} is being processed by another request; retry later for its answer`);
     }
     if (claim.kind === 'answered') {
-      request.log.info({ webhookId, status: claim.answer.status }, 'webhook delivery repeated: first answer replayed');
-      return reply.code(claim.answer.status).header('idempotent-replayed', 'true').send(claim.answer.body);
+      request.log.info({ sender: sender.name, webhookId, status: claim.answer.status }, 'webhook delivery repeated: first answer replayed');
+      answered(claim.answer.status);
+      return reply.code(claim.answer.status).header('idempotent-replayed', 'true').type('application/json; charset=utf-8').send(await replayBody(claim.answer));
     }
 
-    let answer: DeliveryAnswer | 'queue_full';
+    let outcome: Outcome;
     try {
-      answer = await processDelivery(request, webhookId, rawBody);
+      outcome = await processDelivery(request, sender, webhookId, rawBody);
     } catch (error) {
       // Nothing worth replaying: let the sender's retry be processed afresh.
-      await deliveries.release(webhookId, claim.token).catch(() => undefined);
+      await deliveries.release(sender.name, webhookId, claim.token).catch(() => undefined);
       throw error;
     }
-    if (answer === 'queue_full') {
-      await deliveries.release(webhookId, claim.token);
-      return sendError(reply.header('retry-after', String(QUEUE_FULL_RETRY_AFTER_SECONDS)), 503, 'queue_full', 'the revocation queue is above its high-water mark; retry later');
+    if (outcome.kind === 'transient') {
+      await deliveries.release(sender.name, webhookId, claim.token);
+      request.log.warn({ sender: sender.name, webhookId, code: outcome.code, clientAddress: request.ip }, 'webhook delivery refused for now');
+      answered(outcome.status);
+      if (outcome.retryAfterSeconds !== null) reply.header('retry-after', String(outcome.retryAfterSeconds));
+      return sendError(reply, outcome.status, outcome.code, outcome.message);
     }
-    await deliveries.complete(webhookId, claim.token, answer);
-    return reply.code(answer.status).send(answer.body);
+    await deliveries.complete(sender.name, webhookId, claim.token, hash, outcome.answer);
+    if (outcome.answer.status !== 202) {
+      request.log.warn({ sender: sender.name, webhookId, status: outcome.answer.status, code: 'code' in outcome.answer ? outcome.answer.code : undefined, clientAddress: request.ip }, 'webhook delivery refused');
+    }
+    answered(outcome.answer.status);
+    return reply.code(outcome.answer.status).type('application/json; charset=utf-8').send(outcome.body);
   }
 
   return function register(app: FastifyInstance, _options: unknown, done: (error?: Error) => void): void {

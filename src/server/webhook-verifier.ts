@@ -1,8 +1,10 @@
 /**
- * Standard Webhooks signature checks for `POST /v1/revocations`, against every configured
- * secret (several during a rotation: a delivery signed with any of them is accepted).
+ * Standard Webhooks signature checks for `POST /v1/revocations`, against every sender's secrets
+ * (several during a rotation: a delivery signed with any of them is accepted). The secret that
+ * matched says who sent the delivery: everything after (scope, quota, ledger) is per sender.
  */
 import { Webhook, WebhookVerificationError } from 'standardwebhooks';
+import type { Sender } from './senders.js';
 
 /**
  * Largest clock difference accepted between the sender's `webhook-timestamp` and ours. It is the
@@ -25,15 +27,15 @@ export interface WebhookHeaders {
 export type WebhookRefusalCode = 'invalid_signature' | 'stale_timestamp';
 
 /** The outcome of `WebhookVerifier.verify`. */
-export type WebhookVerification = { ok: true; webhookId: string } | { ok: false; code: WebhookRefusalCode; message: string };
+export type WebhookVerification = { ok: true; webhookId: string; sender: Sender } | { ok: false; code: WebhookRefusalCode; message: string };
 
-/** Verifies deliveries against a set of secrets. */
+/** Verifies deliveries against the senders' secrets. */
 export class WebhookVerifier {
-  private readonly webhooks: Webhook[];
+  private readonly webhooks: { sender: Sender; webhook: Webhook }[];
 
-  /** `secrets` are `whsec_…` values (WEBHOOK_SECRETS). None configured: nothing verifies. */
-  constructor(secrets: readonly string[]) {
-    this.webhooks = secrets.map((secret) => new Webhook(secret));
+  /** The senders (WEBHOOK_SENDERS_FILE or WEBHOOK_SECRETS). None configured: nothing verifies. */
+  constructor(senders: readonly Sender[]) {
+    this.webhooks = senders.flatMap((sender) => sender.secrets.map((secret) => ({ sender, webhook: new Webhook(secret) })));
   }
 
   /** Whether any secret is configured. */
@@ -63,11 +65,11 @@ export class WebhookVerifier {
       };
     }
     const signed = { 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': signature };
-    for (const webhook of this.webhooks) {
+    for (const { sender, webhook } of this.webhooks) {
       try {
         // jsonParse false: the body is parsed by the server, with its own protections.
         webhook.verify(rawBody, signed, { jsonParse: false });
-        return { ok: true, webhookId: id };
+        return { ok: true, webhookId: id, sender };
       } catch (error) {
         if (!(error instanceof WebhookVerificationError)) throw error;
       }

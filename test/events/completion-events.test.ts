@@ -58,7 +58,9 @@ describe('completion events', () => {
     receiverUrl = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
     pipeline = await startPipeline('events', {
       emulator: { latency: { medianMs: 2, p99Ms: 10 } },
-      env: { RATE_LIMIT_PER_SECOND: '200', EVENTS_URL: `${receiverUrl}/default`, EVENTS_SECRET: SECRET, EVENTS_RETRY_BASE_MS: '100' },
+      // The receiver is on 127.0.0.1: private addresses must be allowed explicitly (EVENTS_URL's
+      // origin is allowed by itself, and the callback below uses the same origin).
+      env: { RATE_LIMIT_PER_SECOND: '200', EVENTS_URL: `${receiverUrl}/default`, EVENTS_SECRET: SECRET, EVENTS_RETRY_BASE_MS: '100', EVENTS_ALLOW_PRIVATE: 'true' },
     });
     ({ emulator, context } = pipeline);
   });

@@ -224,3 +224,25 @@ describe('parseRevocationBody priority', () => {
     expect(parseRevocationBody({ ...base, priority: 'high' }, { maxDevices: 10 })).toMatchObject({ ok: false, code: 'invalid_field', status: 400 });
   });
 });
+
+describe('parseRevocationBody free text', () => {
+  const base = { caSn: 'CA01', mqttInstanceId: 'mqtt-cn-text01', deviceSns: ['D1'] };
+
+  it.each([
+    ['name', 'lot 7\u001b[2K\r[completed] all 50000 devices deleted', 'U+001B'],
+    ['reason', 'leak \u001b]52;c;ZWNobyBwd25lZA==\u0007', 'U+001B'],
+    ['name', 'a\u0000b', 'U+0000'],
+    ['reason', 'multi\nline', 'U+000A'],
+    ['name', 'c1 \u009b31m', 'U+009B'],
+    ['name', 'invoice\u202efdp.exe', 'U+202E'],
+  ])('refuses a %s holding a control character (%j)', (field, value, named) => {
+    const result = parseRevocationBody({ ...base, [field]: value }, { maxDevices: 10 });
+    expect(result).toMatchObject({ ok: false, code: 'invalid_field', status: 400 });
+    expect(!result.ok && result.message).toContain(`${field} contains a control character (${named})`);
+  });
+
+  it('accepts ordinary text, accents and emoji included', () => {
+    const result = parseRevocationBody({ ...base, name: 'Lot 7 — décommission 🚚', reason: 'clé fuitée (ticket #42)' }, { maxDevices: 10 });
+    expect(result.ok && result.value).toMatchObject({ name: 'Lot 7 — décommission 🚚', reason: 'clé fuitée (ticket #42)' });
+  });
+});

@@ -7,10 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FAILED_AUTH_DEFAULTS } from '../../src/server/failed-auth-limiter.js';
 import { enqueueDevices } from '../helpers/pipeline.js';
 import { startTestServer, type TestServer } from '../server/server-test-helpers.js';
 
-const ADMIN_TOKEN = `Adm1n-${randomBytes(18).toString('base64url')}`;
+const ADMIN_TOKEN = `Adm1n-${randomBytes(24).toString('base64url')}`;
 /** Same length, every character different from the admin token's. */
 function completelyWrong(token: string): string {
   return Array.from(token, (char) => (char === 'x' ? 'y' : 'x')).join('');
@@ -34,7 +35,9 @@ describe('admin API authentication', () => {
   let batchId: string;
 
   beforeAll(async () => {
-    server = await startTestServer('admin-timing', { adminToken: ADMIN_TOKEN });
+    // Hundreds of wrong tokens on purpose: the failed-attempt limit (admin-roles.test.ts) is lifted
+    // so that the timing compares the guard's own answers, not 429s.
+    server = await startTestServer('admin-timing', { adminToken: ADMIN_TOKEN, options: { failedAuth: { ...FAILED_AUTH_DEFAULTS, maxFailures: 1_000_000 } } });
     batchId = await enqueueDevices(server.context, [{ mqttInstanceId: INSTANCE, caSn: CA, deviceSn: 'TIMING000001' }], { name: 'auth matrix' });
   });
   afterAll(async () => {
@@ -88,10 +91,13 @@ describe('admin API authentication', () => {
       const separator = path.includes('?') ? '&' : '?';
       expect((await call(method, `${path}${separator}token=${ADMIN_TOKEN}`, {}, body)).status, `${method} ${path}?token=`).toBe(401);
     }
-    // The dashboard login with a near token sets no cookie.
-    const login = await fetch(`${server.url}/admin/login?token=${encodeURIComponent(NEAR_TOKEN)}`, { redirect: 'manual' });
+    // The dashboard login with a near token sets no cookie (nor does any token in a URL).
+    const login = await fetch(`${server.url}/admin/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${encodeURIComponent(NEAR_TOKEN)}` });
     expect(login.status).toBe(401);
     expect(login.headers.get('set-cookie')).toBeNull();
+    const inUrl = await fetch(`${server.url}/admin/login?token=${encodeURIComponent(ADMIN_TOKEN)}`, { redirect: 'manual' });
+    expect(inUrl.status).toBe(400);
+    expect(inUrl.headers.get('set-cookie')).toBeNull();
 
     // The refused calls changed nothing.
     expect(await server.context.batches.state(batchId)).toEqual({ state: 'running', reason: null });

@@ -369,7 +369,8 @@ describe('hostile CSV files through `revoker enqueue`', () => {
   async function enqueue(name: string, data: Buffer): Promise<{ code: number | string; out: string }> {
     const file = join(dir, name);
     await writeFile(file, data);
-    const child = spawnTs('src/cli/main.ts', ['enqueue', file, '--instance', INSTANCE, '--ca-sn', CA, '--json'], {
+    // --yes: no terminal here to confirm on (enqueue asks before revoking when it has one).
+    const child = spawnTs('src/cli/main.ts', ['enqueue', file, '--instance', INSTANCE, '--ca-sn', CA, '--json', '--yes'], {
       REDIS_URL: TEST_REDIS_URL,
       REVOKER_PREFIX: prefix,
       LOG_LEVEL: 'warn',

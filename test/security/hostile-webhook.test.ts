@@ -204,7 +204,7 @@ describe('hostile webhook requests', () => {
       });
       expect(answer.status, JSON.stringify(answer.json)).toBe(202);
       const batch = await server.context.batches.get(answer.json.batchId as string);
-      expect(batch).toMatchObject({ createdBy: `webhook:${id}`, accepted: 1 });
+      expect(batch).toMatchObject({ name: `webhook ${id}`, createdBy: 'webhook:default', accepted: 1 });
     });
 
     it('refuses two webhook-id headers (Node would join them into a third id "a, b") and leaves both ids unused', async () => {
@@ -224,7 +224,7 @@ describe('hostile webhook requests', () => {
         const answer = await deliver(fresh, signedHeaders(fresh, id, timestamp));
         expect(answer.status, JSON.stringify(answer.json)).toBe(202);
         expect(answer.json.accepted).toBe(1);
-        expect(await server.context.batches.get(answer.json.batchId as string)).toMatchObject({ createdBy: `webhook:${id}` });
+        expect(await server.context.batches.get(answer.json.batchId as string)).toMatchObject({ name: `webhook ${id}` });
       }
     });
 
@@ -263,7 +263,7 @@ describe('hostile webhook requests', () => {
       expect(Object.prototype).not.toHaveProperty('polluted');
       expect(Object.prototype).not.toHaveProperty('caSn');
       // The per-entry values are the top-level ones, not anything planted under __proto__.
-      const job = await server.context.queue.getJob(revocationJobId({ mqttInstanceId: INSTANCE, caSn: CA, deviceSn: withProtoKey }, 'delete'));
+      const job = await server.context.queue.getJob(`${revocationJobId({ mqttInstanceId: INSTANCE, caSn: CA, deviceSn: withProtoKey }, 'delete')}-1`);
       expect(job?.data).toMatchObject({ mqttInstanceId: INSTANCE, caSn: CA, deviceSn: withProtoKey });
     });
 

@@ -7,7 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { registerServeCommand, runServeCommand } from '../../src/server/serve-command.js';
 import { removePrefix, TEST_REDIS_URL, uniquePrefix, waitFor } from '../helpers/redis.js';
 
-const ADMIN_TOKEN = 'serve-command-admin-token-0001';
+const ADMIN_TOKEN = 'serve-command-admin-token-00000001';
 
 describe('revoker serve', () => {
   const prefixes: string[] = [];

@@ -8,6 +8,7 @@ import { createLogger } from '../../src/logging/logger.js';
 import { openContext, type Context } from '../../src/runtime/context.js';
 import { buildServer } from '../../src/server/build-server.js';
 import type { ServerOptions } from '../../src/server/server-options.js';
+import type { HostLookup } from '../../src/events/callback-policy.js';
 import { removePrefix, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
 
 /** A fresh Standard Webhooks secret. */
@@ -35,6 +36,8 @@ export interface TestServerSetup {
   webhookSecrets?: string[];
   options?: Partial<ServerOptions>;
   env?: Record<string, string>;
+  /** Name resolution for callback hosts (the system resolver when absent). */
+  lookup?: HostLookup;
 }
 
 /** Builds a server over a fresh prefix and listens on a free port of 127.0.0.1. */
@@ -60,7 +63,7 @@ export async function startTestServer(label: string, setup: TestServerSetup = {}
   let app: FastifyInstance;
   try {
     // Process metrics off: they are global to the process and add nothing to these tests.
-    app = await buildServer({ context, logger: createLogger('debug', `test-${label}`, sink), registry }, { processMetrics: false, ...setup.options });
+    app = await buildServer({ context, logger: createLogger('debug', `test-${label}`, sink), registry, ...(setup.lookup === undefined ? {} : { lookup: setup.lookup }) }, { processMetrics: false, ...setup.options });
     await app.listen({ port: 0, host: '127.0.0.1' });
   } catch (error) {
     await context.close();

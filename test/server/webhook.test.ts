@@ -9,7 +9,7 @@ import { openContext } from '../../src/runtime/context.js';
 import { resolveConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { buildServer } from '../../src/server/build-server.js';
-import { WebhookDeliveries } from '../../src/server/webhook-deliveries.js';
+import { bodyHash, WebhookDeliveries } from '../../src/server/webhook-deliveries.js';
 import { TEST_REDIS_URL, removePrefix, uniquePrefix } from '../helpers/redis.js';
 import { newWebhookSecret, startTestServer, type TestServer } from './server-test-helpers.js';
 
@@ -91,12 +91,13 @@ describe('webhook', () => {
     expect(answer.json).toEqual({ batchId: expect.any(String) as unknown, accepted: 3, rejected: [], duplicates: 0 });
     const batchId = answer.json.batchId as string;
     for (const deviceSn of devices) {
-      const job = await server.context.queue.getJob(revocationJobId({ mqttInstanceId: INSTANCE, caSn: CA, deviceSn }, 'delete'));
+      const job = await server.context.queue.getJob(`${revocationJobId({ mqttInstanceId: INSTANCE, caSn: CA, deviceSn }, 'delete')}-1`);
       expect(job?.data).toMatchObject({ batchId, mqttInstanceId: INSTANCE, caSn: CA, deviceSn, action: 'delete' });
     }
     expect(await waiting(server)).toBe(before + 3);
     const batch = await server.context.batches.get(batchId);
-    expect(batch).toMatchObject({ source: 'webhook', createdBy: `webhook:${answer.id}`, name: `webhook ${answer.id}`, action: 'delete', accepted: 3, rejected: 0, duplicates: 0, enqueued: true, state: 'running' });
+    // The creator is the sender the secret belongs to (WEBHOOK_SECRETS: `default`), never a value the sender chose.
+    expect(batch).toMatchObject({ source: 'webhook', createdBy: 'webhook:default', name: `webhook ${answer.id}`, action: 'delete', accepted: 3, rejected: 0, duplicates: 0, enqueued: true, state: 'running' });
   });
 
   it('takes the action and the batch name from the body and counts duplicates', async () => {
@@ -106,7 +107,7 @@ describe('webhook', () => {
     expect(answer.json).toMatchObject({ accepted: 2, duplicates: 1, rejected: [] });
     const batch = await server.context.batches.get(answer.json.batchId as string);
     expect(batch).toMatchObject({ name: 'decommission lot 7', action: 'inactivate', duplicates: 1 });
-    expect(await server.context.queue.getJob(revocationJobId({ mqttInstanceId: INSTANCE, caSn: CA, deviceSn: first }, 'inactivate'))).toBeDefined();
+    expect(await server.context.queue.getJob(`${revocationJobId({ mqttInstanceId: INSTANCE, caSn: CA, deviceSn: first }, 'inactivate')}-1`)).toBeDefined();
   });
 
   it('refuses a wrong secret with 401 and enqueues nothing, and remembers nothing for that id', async () => {
@@ -157,7 +158,7 @@ describe('webhook', () => {
     expect(await waiting(server)).toBe(before + 1);
   });
 
-  it('answers a repeated webhook-id with the first answer and enqueues nothing again', async () => {
+  it('answers a repeated webhook-id with the first answer, and the same id with another body 409; enqueues nothing again', async () => {
     const id = deliveryId();
     const first = await deliver(server, body(serials('REPLAY', 4)), { id });
     expect(first.status).toBe(202);
@@ -166,10 +167,10 @@ describe('webhook', () => {
     expect(again.status).toBe(first.status);
     expect(again.json).toEqual(first.json);
     expect(again.headers.get('idempotent-replayed')).toBe('true');
-    // Even a different body under the same id (signed, so from the sender) gets the first answer.
+    // A different body under the same id (signed, so from the sender) is not silently given the first answer.
     const different = await deliver(server, body(serials('REPLAYX', 9)), { id, secret: oldSecret });
-    expect(different.status).toBe(202);
-    expect(different.json).toEqual(first.json);
+    expect(different.status).toBe(409);
+    expect(different.json).toMatchObject({ error: { code: 'webhook_id_reused', message: expect.stringContaining(id) as unknown } });
     expect(await waiting(server)).toBe(state.waiting);
     expect(await batchCount(server)).toBe(state.batches);
   });
@@ -177,12 +178,12 @@ describe('webhook', () => {
   it('answers 409 while the same delivery is being processed, then processes it once', async () => {
     const id = deliveryId();
     const deliveries = new WebhookDeliveries(server.context.redis, server.context.keys, { answerSeconds: 60, processingSeconds: 60 });
-    const claim = await deliveries.claim(id);
+    const claim = await deliveries.claim('default', id, bodyHash(JSON.stringify(body(serials('BUSY', 1)))));
     expect(claim.kind).toBe('claimed');
     const busy = await deliver(server, body(serials('BUSY', 1)), { id });
     expect(busy.status).toBe(409);
     expect(busy.json).toMatchObject({ error: { code: 'delivery_in_progress' } });
-    if (claim.kind === 'claimed') await deliveries.release(id, claim.token);
+    if (claim.kind === 'claimed') await deliveries.release('default', id, claim.token);
     expect((await deliver(server, body(serials('BUSY', 1)), { id })).status).toBe(202);
   });
 
