@@ -1,11 +1,12 @@
 /**
  * `npm run demo`: a complete revocation on this machine, against the local emulator. Needs only a
  * Redis. Generates a sample CSV (registered devices, some not registered, some malformed rows),
- * enqueues it with the progress line, runs a worker in-process, waits, prints the summary and
- * writes the report.
+ * enqueues it with the progress line, runs a worker in-process, waits, prints the summary,
+ * writes the report signed with a throwaway Ed25519 key, and verifies it.
  */
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { createWriteStream, createReadStream } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { Redis } from 'ioredis';
@@ -16,7 +17,10 @@ import { DEMO_ACCOUNT, generateDevices, startEmulator } from '../src/emulator/in
 import { createLogger } from '../src/logging/logger.js';
 import { readDeviceCsv } from '../src/producer/csv-source.js';
 import { Enqueuer } from '../src/producer/enqueuer.js';
-import { reportLines } from '../src/results/report-writer.js';
+import { reportStores } from '../src/report/report-stores.js';
+import { writeSealedReport } from '../src/report/sealed-report.js';
+import { verifyReport } from '../src/report/report-verifier.js';
+import { describeVerification } from '../src/cli/verify-commands.js';
 import { openContext } from '../src/runtime/context.js';
 import { startWorkerRuntime } from '../src/runtime/worker-runtime.js';
 
@@ -87,11 +91,20 @@ async function main(): Promise<number> {
   const progress = new ProgressLine(process.stdout);
   try {
     const batchId = await context.batches.create({ name: 'demo: decommission sample devices', source: 'csv', action: 'delete', createdBy: 'npm run demo' });
+    // What `revoker enqueue` records for the report's header: why, the command, the input's hash.
+    const { order, audit } = reportStores(context);
+    await audit.set(batchId, {
+      reason: 'decommission the sample fleet',
+      reasonCode: 'cessationOfOperation',
+      command: 'npm run demo',
+      inputFile: csvPath,
+      inputSha256: createHash('sha256').update(await readFile(csvPath)).digest('hex'),
+    });
     const startedAt = Date.now();
     const summary = await new Enqueuer(context.queue, context.batches, context.results, { highWaterJobs: config.highWaterJobs }).enqueue(
       batchId,
       'delete',
-      readDeviceCsv(createReadStream(csvPath)),
+      order.tap(batchId, 'delete', readDeviceCsv(createReadStream(csvPath))),
       (p) => progress.update(`enqueueing: read ${p.read}  accepted ${p.accepted}  rejected ${p.rejected}  duplicates ${p.duplicates}`),
     );
     progress.done();
@@ -113,13 +126,27 @@ async function main(): Promise<number> {
     const stats = emulator.stats();
     process.stdout.write(`took ${seconds.toFixed(1)} s; the emulator saw at most ${stats.maxCallsInAnySecond} calls in any second (cap ${config.ratePerSecond}/s), ${stats.throttled} throttled\n`);
 
+    // A throwaway signing key: in production REPORT_SIGNING_KEY_FILE names one kept safe.
+    const keys = generateKeyPairSync('ed25519');
+    const keyPath = join(outDir, 'report-signing.pem');
+    const publicKeyPath = join(outDir, 'report-signing.pub.pem');
+    await writeFile(keyPath, keys.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    await writeFile(publicKeyPath, keys.publicKey.export({ type: 'spki', format: 'pem' }));
+
     const reportPath = join(outDir, `report-${batchId}.csv`);
     const out = createWriteStream(reportPath);
-    for await (const text of reportLines(batchId, 'csv', context.results, context.batches)) if (!out.write(text)) await once(out, 'drain');
+    const finished = await context.batches.get(batchId);
+    if (finished === null) throw new Error('the batch disappeared');
+    const { seal, header } = await writeSealedReport(finished, out, { results: context.results, batches: context.batches, order, audit }, { format: 'csv', signingKey: keys.privateKey, generatedBy: 'npm run demo' });
     out.end();
     await once(out, 'finish');
     process.stdout.write(`report: ${reportPath}\n`);
-    return 0;
+    process.stdout.write(`  ${header.lines} lines in input order (${Object.entries(header.counts).filter(([, n]) => n > 0).map(([outcome, n]) => `${outcome} ${n}`).join(', ')}), hash-chained\n`);
+    process.stdout.write(`  signed: final hash ${seal.finalHash}, key ${seal.signature?.keyFingerprint ?? '-'}\n`);
+    const verification = await verifyReport(createReadStream(reportPath), { publicKey: keys.publicKey });
+    process.stdout.write(describeVerification(reportPath, verification));
+    process.stdout.write(`check it yourself: npx revoker verify-report ${reportPath} --public-key ${publicKeyPath}\n`);
+    return verification.ok ? 0 : 1;
   } finally {
     await runtime.close();
     await context.close();

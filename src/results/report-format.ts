@@ -2,6 +2,7 @@
  * Report lines: one per device and one per rejected input row, as CSV or NDJSON. Pure
  * functions; the streaming is the caller's.
  */
+import { escapeControlInCell, jsonForTerminal } from '../cli/terminal-text.js';
 import type { PendingRecord, ResultRecord } from './result-record.js';
 
 /** Columns of the report, in order: the result record's fields, then the input row's. */
@@ -12,6 +13,7 @@ export const REPORT_COLUMNS = [
   'deviceSn',
   'action',
   'outcome',
+  'evidence',
   'attempts',
   'requestId',
   'errorCode',
@@ -31,9 +33,12 @@ export function rejectedLine(batchId: string, row: { line: number; reason: strin
   return { batchId, deviceSn: row.deviceSn ?? null, outcome: 'rejected', line: row.line, reason: row.reason };
 }
 
-/** A record (or a pending placeholder) as a report line. */
-export function recordLine(record: ResultRecord | PendingRecord): ReportLine {
-  return { ...record };
+/**
+ * A record (or a pending placeholder) as a report line; `line` is the device's input line when
+ * known (see `InputOrder`). A record written before `evidence` existed has an empty evidence cell.
+ */
+export function recordLine(record: ResultRecord | PendingRecord, line: number | null = null): ReportLine {
+  return line === null ? { ...record } : { ...record, line };
 }
 
 /**
@@ -45,6 +50,9 @@ export function csvCell(value: string | number | null | undefined): string {
   if (value === null || value === undefined) return '';
   let text = String(value);
   if (typeof value === 'string' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  // Control characters (a hostile serial's escape sequences) are written as visible escapes, so
+  // the report is inert on a terminal and the same bytes in a file (the hash chain covers it).
+  text = escapeControlInCell(text);
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
@@ -65,5 +73,5 @@ export function ndjsonLine(line: ReportLine): string {
     const value = line[column];
     if (value !== null && value !== undefined) compact[column] = value;
   }
-  return `${JSON.stringify(compact)}\n`;
+  return `${jsonForTerminal(compact)}\n`;
 }

@@ -52,7 +52,7 @@ describe('revoker CLI', () => {
   it('refuses a file without a DeviceSn column before creating anything', async () => {
     const before = await context.batches.list(100);
     const file = await csv('nocolumn.csv', 'Serial,CaSn\nabc,def\n');
-    const result = await revoker(['enqueue', file, '--instance', INSTANCE, '--ca-sn', CA]);
+    const result = await revoker(['enqueue', file, '--instance', INSTANCE, '--ca-sn', CA, '--yes']);
     expect(result.code).toBe(2);
     expect(result.out).toMatch(/DeviceSn/);
     expect(await context.batches.list(100)).toHaveLength(before.length);
@@ -72,7 +72,7 @@ describe('revoker CLI', () => {
     for (const device of devices) emulator.registry.addDevice(device);
     // A formula-looking serial (not registered) and a bad row.
     const file = await csv('ok.csv', `\uFEFFdevice_sn,ca_sn\r\n${devices.map((device) => device.deviceSn).join('\r\n')}\r\n=1+2\r\nbad sn\r\n`);
-    const enqueued = await revoker(['enqueue', file, '--instance', INSTANCE, '--ca-sn', CA, '--json', '--name', 'cli ok']);
+    const enqueued = await revoker(['enqueue', file, '--instance', INSTANCE, '--ca-sn', CA, '--json', '--name', 'cli ok', '--yes']);
     expect(enqueued.code).toBe(0);
     const summary = JSON.parse(enqueued.out.trim()) as { batchId: string; accepted: number; rejected: number; duplicates: number };
     expect(summary).toMatchObject({ accepted: 51, rejected: 1, duplicates: 0 });
@@ -85,14 +85,21 @@ describe('revoker CLI', () => {
     const reportFile = join(dir, 'report.csv');
     const reported = await revoker(['report', summary.batchId, '--format', 'csv', '--out', reportFile]);
     expect(reported.code).toBe(0);
-    const lines = (await readFile(reportFile, 'utf8')).trim().split('\n');
-    expect(lines[0]).toMatch(/^batchId,mqttInstanceId,caSn,deviceSn,action,outcome/);
+    // The sealed report: a header line, the column row, one line per device and rejected row, the seal.
+    const sealed = (await readFile(reportFile, 'utf8')).trim().split('\n');
+    expect(sealed[0]).toMatch(/^#header,/);
+    expect(sealed.at(-1)).toMatch(/^#seal,/);
+    const lines = sealed.slice(1, -1);
+    expect(lines[0]).toMatch(/^batchId,mqttInstanceId,caSn,deviceSn,action,outcome,evidence/);
     expect(lines).toHaveLength(1 + 51 + 1);
+    const verified = await revoker(['verify-report', reportFile]);
+    expect(verified.code).toBe(0);
     expect(lines.some((line) => line.includes(",'=1+2,") && line.includes('not_found'))).toBe(true);
     expect(lines.some((line) => line.includes('rejected') && line.includes('whitespace'))).toBe(true);
 
     const ndjson = await revoker(['report', summary.batchId, '--format', 'ndjson']);
-    const rows = ndjson.out.trim().split('\n').map((line) => JSON.parse(line) as { outcome: string });
+    // Standard error (the summary line) is mixed in: keep the JSON lines.
+    const rows = ndjson.out.trim().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { outcome?: string });
     expect(rows.filter((row) => row.outcome === 'deleted')).toHaveLength(50);
 
     const listed = await revoker(['batch', 'list']);
@@ -104,7 +111,7 @@ describe('revoker CLI', () => {
     for (const device of devices) emulator.registry.addDevice(device);
     emulator.script(devices[0]!.deviceSn, [{ code: 'ParameterFieldCheckFailed', httpStatus: 400 }]);
     const file = await csv('fail.csv', `DeviceSn\n${devices.map((device) => device.deviceSn).join('\n')}\n`);
-    const enqueued = await revoker(['enqueue', file, '--instance', INSTANCE, '--ca-sn', CA, '--json']);
+    const enqueued = await revoker(['enqueue', file, '--instance', INSTANCE, '--ca-sn', CA, '--json', '--yes']);
     const { batchId } = JSON.parse(enqueued.out.trim()) as { batchId: string };
     const waited = await revoker(['status', batchId, '--wait', '--interval-ms', '100']);
     expect(waited.code).toBe(1);

@@ -28,7 +28,7 @@ describe('revoker enqueue-ca', () => {
   afterAll(() => pipeline?.close());
 
   it('revokes exactly the devices under the named CA', async () => {
-    const child = spawnTs('src/cli/main.ts', ['enqueue-ca', '--instance', INSTANCE, '--ca-sn', CA_A, '--json'], env);
+    const child = spawnTs('src/cli/main.ts', ['enqueue-ca', '--instance', INSTANCE, '--ca-sn', CA_A, '--json', '--yes'], env);
     expect(await child.exited).toBe(0);
     const summary = JSON.parse(child.output().trim().split('\n').at(-1)!) as { batchId: string; accepted: number; listed: number };
     expect(summary).toMatchObject({ accepted: 2_500, listed: 2_500 });
@@ -48,7 +48,7 @@ describe('revoker enqueue-ca', () => {
 
   it('refuses an unknown CA at the preflight and enqueues nothing', async () => {
     const before = (await context.batches.list(100)).length;
-    const child = spawnTs('src/cli/main.ts', ['enqueue-ca', '--instance', INSTANCE, '--ca-sn', 'ca0000000000zzzz'], env);
+    const child = spawnTs('src/cli/main.ts', ['enqueue-ca', '--instance', INSTANCE, '--ca-sn', 'ca0000000000zzzz', '--yes'], env);
     expect(await child.exited).not.toBe(0);
     expect(child.output()).toMatch(/GetCaCertificate ca0000000000zzzz failed: FindCaBySnError/);
     expect((await context.batches.list(100)).length).toBe(before);

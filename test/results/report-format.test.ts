@@ -11,6 +11,7 @@ const RECORD: ResultRecord = {
   deviceSn: 'a1b2c3',
   action: 'delete',
   outcome: 'deleted',
+  evidence: 'answer',
   attempts: 2,
   requestId: 'REQ-1',
   errorCode: null,
@@ -84,6 +85,7 @@ describe('csvLine', () => {
       deviceSn: 'a1b2c3',
       action: 'delete',
       outcome: 'deleted',
+      evidence: 'answer',
       attempts: '2',
       requestId: 'REQ-1',
       errorCode: '',
@@ -121,6 +123,18 @@ describe('csvLine', () => {
     for (const row of rows.slice(1)) for (const cell of row) expect(cell).not.toMatch(/^[=+\-@\t\r]/);
   });
 
+  it('has the evidence column right after outcome; a gone record and a record from before evidence', () => {
+    expect(REPORT_COLUMNS.indexOf('evidence')).toBe(REPORT_COLUMNS.indexOf('outcome') + 1);
+    const gone = parseCsv(csvLine(recordLine({ ...RECORD, outcome: 'gone', evidence: 'read' }, 42)))[0]!;
+    expect(gone[REPORT_COLUMNS.indexOf('outcome')]).toBe('gone');
+    expect(gone[REPORT_COLUMNS.indexOf('evidence')]).toBe('read');
+    expect(gone[REPORT_COLUMNS.indexOf('line')]).toBe('42');
+    const { evidence: _evidence, ...older } = RECORD;
+    const old = parseCsv(csvLine(recordLine(older)))[0]!;
+    expect(old[REPORT_COLUMNS.indexOf('evidence')]).toBe('');
+    expect(old[REPORT_COLUMNS.indexOf('line')]).toBe('');
+  });
+
   it('ends every line with a newline', () => {
     expect(csvLine(recordLine(RECORD)).endsWith('\n')).toBe(true);
     expect(csvHeader().endsWith('\n')).toBe(true);
@@ -140,6 +154,7 @@ describe('ndjsonLine', () => {
       deviceSn: 'a1b2c3',
       action: 'delete',
       outcome: 'deleted',
+      evidence: 'answer',
       attempts: 2,
       requestId: 'REQ-1',
       firstAttemptAt: '2024-05-01T10:00:00.000Z',
