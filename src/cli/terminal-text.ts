@@ -13,13 +13,13 @@ function escapeChar(char: string): string {
   return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
 }
 
-// The same, less tab, line feed and carriage return: for cells of a CSV file, where those three
-// are data that RFC 4180 quoting keeps (on a terminal the whole line is escaped again).
-const UNSAFE_IN_CELL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u2028\u2029\u202A-\u202E\u2066-\u2069]/gu;
-
-/** `text` with every control character but tab, LF and CR shown as `\xHH` (or `\uHHHH`). */
+/**
+ * `text` with every control character but tab, LF and CR shown as `\xHH` (or `\uHHHH`): for cells
+ * of a CSV file, where those three are data that RFC 4180 quoting keeps (on a terminal the whole
+ * line is escaped again).
+ */
 export function escapeControlInCell(text: string): string {
-  return text.replace(UNSAFE_IN_CELL, escapeChar);
+  return text.replace(UNSAFE, (char) => (char === '\t' || char === '\n' || char === '\r' ? char : escapeChar(char)));
 }
 
 /** `text` with every control character shown as `\xHH` (or `\uHHHH`): one visible line, inert. */
