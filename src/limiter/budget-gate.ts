@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import type { Keys } from '../queue/keys.js';
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import { READ_ACTIONS, type ApiAction } from './api-action.js';
-import type { RateGate } from './rate-gate.js';
+import type { Permit, RateGate } from './rate-gate.js';
 import { SlotReservations, type SlotBudget } from './slot-reservations.js';
 
 /** Options of `BudgetGate`. */
@@ -114,14 +114,30 @@ export class BudgetGate implements RateGate {
     return budgets;
   }
 
-  async acquire(action: ApiAction, priority = 5): Promise<void> {
+  async acquire(action: ApiAction, priority = 5): Promise<Permit> {
     if (this.closed) throw new Error('rate gate closed');
     const budgets = this.budgetsOf(action);
-    await this.local.schedule({ priority: READ_ACTIONS.has(action) ? READ_PRIORITY : Math.max(0, Math.min(8, priority)) }, () => this.takeSlot(budgets));
+    let slot = await this.local.schedule({ priority: READ_ACTIONS.has(action) ? READ_PRIORITY : Math.max(0, Math.min(8, priority)) }, () => this.takeSlot(budgets));
+    return {
+      confirm: async () => {
+        if (performance.now() - slot.dueMs <= this.options.lateToleranceMs) return;
+        // The caller's own work took too long: this slot is stale. Move it to now if the windows
+        // allow, else give it up and take a new one (never both: the stale slot is not reused).
+        try {
+          if (await this.slots.retime(budgets, 1000 + this.options.jitterAllowanceMs, slot.member)) return;
+        } catch {
+          // The budgets do not answer: take a new slot below, which waits until they do.
+        }
+        slot = await this.takeSlot(budgets);
+      },
+    };
   }
 
-  /** Reserves a slot in every budget and waits for it; asks again after a limiter error. */
-  private async takeSlot(budgets: SlotBudget[]): Promise<void> {
+  /**
+   * Reserves a slot in every budget and waits for it; asks again after a limiter error. Returns
+   * the slot's member and when it was due (performance.now() clock).
+   */
+  private async takeSlot(budgets: SlotBudget[]): Promise<{ member: string; dueMs: number }> {
     const windowMs = 1000 + this.options.jitterAllowanceMs;
     for (let errors = 0; ; ) {
       if (this.closed) throw new Error('rate gate closed');
@@ -131,9 +147,9 @@ export class BudgetGate implements RateGate {
         const waitMs = await this.slots.reserve(budgets, windowMs, member);
         const due = performance.now() + waitMs;
         if (waitMs >= 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
-        if (performance.now() - due <= this.options.lateToleranceMs) return;
+        if (performance.now() - due <= this.options.lateToleranceMs) return { member, dueMs: due };
         // Woke too late: calling now is allowed only where the windows around now still hold.
-        if (await this.slots.retime(budgets, windowMs, member)) return;
+        if (await this.slots.retime(budgets, windowMs, member)) return { member, dueMs: performance.now() };
         errors = 0;
       } catch (error) {
         errors += 1;

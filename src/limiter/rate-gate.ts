@@ -4,6 +4,18 @@
  */
 import type { ApiAction } from './api-action.js';
 
+/** A slot granted for one call. */
+export interface Permit {
+  /**
+   * Resolves when the call may be sent now: at once when the slot is still close enough, else
+   * after the slot has been moved to now or a new one taken. A caller that does work between
+   * `acquire` and the call (the worker writes its call intent there) calls this last, right
+   * before sending, so that whatever that work cost, the call still leaves within the tolerance
+   * of its slot.
+   */
+  confirm(): Promise<void>;
+}
+
 /** Grants permission to make one API call within the shared budgets. */
 export interface RateGate {
   /**
@@ -12,7 +24,7 @@ export interface RateGate {
    * never rejects: the caller waits until the budgets answer again. Rejects only once closed.
    * @param priority 0 (first) … 9 (last), among the calls waiting in this process.
    */
-  acquire(action: ApiAction, priority?: number): Promise<void>;
+  acquire(action: ApiAction, priority?: number): Promise<Permit>;
   /** Tells the gate the account's adaptive rate now in force (the shared key is what binds). */
   setRatePerSecond(ratePerSecond: number): Promise<void>;
   /** The highest rate this process's calls can currently get (adaptive account rate, egress budget). */

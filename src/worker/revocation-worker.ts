@@ -38,7 +38,7 @@ import type { DeadLetters } from '../dlq/dead-letters.js';
 import type { AdaptiveRate } from '../limiter/adaptive-rate.js';
 import { revocationApiAction } from '../limiter/api-action.js';
 import { readBudgetRates } from '../limiter/budget-status.js';
-import type { RateGate } from '../limiter/rate-gate.js';
+import type { Permit, RateGate } from '../limiter/rate-gate.js';
 import { REVOCATION_QUEUE, type Keys } from '../queue/keys.js';
 import { revocationIdOf } from '../queue/job-id.js';
 import { limiterPriority } from '../queue/priority.js';
@@ -251,17 +251,17 @@ export class RevocationWorker {
       }
       // Urgent calls waiting in this process get the next permits (the queue already hands out
       // urgent jobs first; this covers the ones fetched while a bulk batch filled the process).
-      await this.deps.gate.acquire(revocationApiAction(job.data.action), limiterPriority(step.priority));
+      const permit = await this.deps.gate.acquire(revocationApiAction(job.data.action), limiterPriority(step.priority));
       // The permit may have taken a while: a pause or cancel issued meanwhile must still stop the call.
       const [states, accountPaused] = await Promise.all([Promise.all(step.running.map((batchId) => this.batchState.get(batchId))), this.accountPause.get('account')]);
       if (!stillRunning(states.map((state) => state.state), accountPaused !== null)) continue;
-      return this.call(job, token, rid, step.running, unknown);
+      return this.call(job, token, rid, step.running, unknown, permit);
     }
     throw new Error(`job ${jobId}: its subscribers kept changing for ${MAX_DECISION_ROUNDS} rounds; BullMQ retries it`);
   }
 
   /** The call; `lostBefore`: an earlier call's answer was lost (its history or the ledger says so). */
-  private async call(job: Job<RevocationJobData>, token: string | undefined, rid: string, running: string[], lostBefore: boolean): Promise<JobEnd> {
+  private async call(job: Job<RevocationJobData>, token: string | undefined, rid: string, running: string[], lostBefore: boolean, permit: Permit): Promise<JobEnd> {
     const jobId = job.id ?? '';
     const data = job.data;
     const startedAt = new Date();
@@ -270,6 +270,9 @@ export class RevocationWorker {
     // Write-ahead: if this process dies before the answer is recorded, the next run sees the intent.
     this.journal.started(jobId, rid);
     await job.updateData({ ...data, firstAttemptAt, callIntent: { at: startedAt.toISOString() } });
+    // Last before sending: the intent write took a Redis round trip, and the call must still leave
+    // within the tolerance of its slot (else the API could count more than the budget in a second).
+    await permit.confirm();
     let attempt: AttemptRecord;
     let failure: ApiFailure | null = null;
     let verdict: FailureClass | null = null;
@@ -385,7 +388,7 @@ export class RevocationWorker {
     const data = job.data;
     const device: DeviceRef = { mqttInstanceId: data.mqttInstanceId, caSn: data.caSn, deviceSn: data.deviceSn };
     for (let attempt = 1; attempt <= this.options.maxAttempts; attempt += 1) {
-      await this.deps.gate.acquire('GetDeviceCertificate');
+      await (await this.deps.gate.acquire('GetDeviceCertificate')).confirm();
       try {
         const read = await this.deps.api.getDevice(device);
         const rawStatus = (read.body.Data as { Status?: unknown } | undefined)?.Status;
