@@ -64,10 +64,6 @@ export class Keys {
   reconcileLock(): string {
     return `${this.prefix}:reconcile:lock`;
   }
-  /** String: the answer given to a webhook delivery, by its `webhook-id`. */
-  webhookDelivery(webhookId: string): string {
-    return `${this.prefix}:webhook:${webhookId}`;
-  }
   /** String: a webhook delivery's body hash and compact answer, by sender and `webhook-id` (sender names hold no ':'). */
   webhookDeliveryOf(sender: string, webhookId: string): string {
     return `${this.prefix}:webhook-delivery:${sender}:${webhookId}`;
@@ -135,9 +131,5 @@ export class Keys {
   /** List: outbox entries being moved to the events queue. */
   eventsProcessing(): string {
     return `${this.prefix}:events:processing`;
-  }
-  /** Bottleneck limiter id (Bottleneck adds its own `b_` prefix and suffixes). */
-  limiterId(rateKey: string): string {
-    return `${this.prefix}:limiter:${rateKey}`;
   }
 }

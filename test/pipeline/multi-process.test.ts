@@ -160,7 +160,7 @@ describe('worker processes', () => {
     expect(batch.counts).toMatchObject({ deleted: 600, not_found: 0, failed: 0 });
     const records = await recordsOf(ctx, batchId);
     expect(records).toHaveLength(600);
-    // Nothing done twice: one applied delete per device, and no record confirmed by absence.
+    // Nothing done twice: one applied delete per device, and no record with an error code.
     const applied = emulator.calls().filter((call) => call.applied && devices.some((device) => device.deviceSn === call.deviceSn));
     expect(applied).toHaveLength(600);
     expect(records.filter((record) => record.errorCode !== null)).toHaveLength(0);
