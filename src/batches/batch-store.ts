@@ -20,6 +20,8 @@ export interface NewBatch {
   priority?: BatchPriority;
   /** Where completion events of this batch go (a webhook's `callbackUrl`); else EVENTS_URL. */
   callbackUrl?: string;
+  /** `--verify`: workers read each device back after its revocation (worker/read-back.ts). */
+  verify?: boolean;
 }
 
 
@@ -91,6 +93,7 @@ export function parseBatch(hash: Record<string, string>): Batch | null {
     done: num(hash.done),
     counts,
     eventsFailed: num(hash.eventsFailed),
+    ...(hash.verify === '1' ? { verify: true } : {}),
   };
 }
 
@@ -132,6 +135,7 @@ export class BatchStore {
         done: '0',
         retentionSeconds: String(this.retentionDays * 86_400),
         ...(batch.callbackUrl !== undefined ? { callbackUrl: batch.callbackUrl } : {}),
+        ...(batch.verify === true ? { verify: '1' } : {}),
       })
       .zadd(this.keys.batchIndex(), now.getTime(), id)
       .set(this.keys.producer(id), '1', 'PX', PRODUCER_HEARTBEAT_MS)

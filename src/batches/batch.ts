@@ -41,4 +41,6 @@ export interface Batch {
   counts: Record<Outcome, number>;
   /** Completion events given up on after every delivery attempt. */
   eventsFailed: number;
+  /** `--verify`: each device is read back after its revocation (present only when asked for). */
+  verify?: boolean;
 }

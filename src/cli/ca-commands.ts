@@ -231,7 +231,8 @@ async function caDeleteCommand(flags: CaDeleteFlags): Promise<number> {
         if (status === null) throw new CliError(`CA ${flags.caSn} is not registered on instance ${flags.instance}; nothing was changed`, EXIT.notFound);
       }
       const firstFile = join(dir, 'before.ndjson');
-      const first = await listCaDevices(caller, api, target, firstFile, (listed, pageNo) => progress.update(`listing ${flags.caSn}: ${listed} devices (page ${pageNo})`)).catch(callFailed);
+      const snapshot = context.snapshots.begin(target, 'ca delete');
+      const first = await listCaDevices(caller, api, target, firstFile, (listed, pageNo) => progress.update(`listing ${flags.caSn}: ${listed} devices (page ${pageNo})`), snapshot).catch(callFailed);
       progress.done();
 
       const budgets = await readPlanBudgets(context);

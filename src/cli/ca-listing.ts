@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { CertificateApi } from '../cloud/certificate-api.js';
 import type { ApiCaller } from './api-caller.js';
+import type { SnapshotWriter } from '../results/existence-snapshot.js';
 
 /** One listed device (a line of the listing file). */
 export interface ListedLine {
@@ -24,13 +25,17 @@ export interface ListingSummary {
   pages: number;
 }
 
-/** Lists the CA's devices into `file`; `onPage` is told the running count. */
+/**
+ * Lists the CA's devices into `file`; `onPage` is told the running count. With `snapshot`, every
+ * page also goes into that existence snapshot, which is marked complete when the listing is.
+ */
 export async function listCaDevices(
   caller: ApiCaller,
   api: Pick<CertificateApi, 'listDevices'>,
   target: { mqttInstanceId: string; caSn: string; pageSize: number },
   file: string,
   onPage?: (listed: number, pageNo: number) => void,
+  snapshot?: SnapshotWriter,
 ): Promise<ListingSummary> {
   const out = createWriteStream(file);
   let listed = 0;
@@ -44,10 +49,12 @@ export async function listCaDevices(
         if (!out.write(`${JSON.stringify(line)}\n`)) await once(out, 'drain');
       }
       listed += page.devices.length;
+      await snapshot?.addPage(page.devices.map((device) => device.deviceSn));
       onPage?.(listed, pageNo);
       // The documented stop rule: the first page with fewer than PageSize items (Total is ambiguous).
       if (page.devices.length < target.pageSize) break;
     }
+    await snapshot?.complete();
   } finally {
     out.end();
     await once(out, 'close');

@@ -17,7 +17,8 @@ export class PlanCounter {
   duplicates = 0;
   private readonly seen = new Set<string>();
   private readonly instances = new Set<string>();
-  private readonly cas = new Set<string>();
+  /** Devices per CA (key `instance/CA`): what `--snapshot auto` weighs a listing against. */
+  readonly perCa = new Map<string, number>();
 
   /** Counts one valid device; duplicates (same instance, CA, serial) are counted apart. */
   addDevice(device: { mqttInstanceId: string; caSn: string; deviceSn: string }): void {
@@ -30,12 +31,13 @@ export class PlanCounter {
     this.seen.add(key);
     this.devices += 1;
     this.instances.add(device.mqttInstanceId);
-    this.cas.add(`${device.mqttInstanceId}/${device.caSn}`);
+    const ca = `${device.mqttInstanceId}/${device.caSn}`;
+    this.perCa.set(ca, (this.perCa.get(ca) ?? 0) + 1);
   }
 
   /** Distinct instances and CAs (CAs as instance/CA). */
   targets(): { instances: string[]; cas: string[] } {
-    return { instances: [...this.instances].sort(), cas: [...this.cas].sort() };
+    return { instances: [...this.instances].sort(), cas: [...this.perCa.keys()].sort() };
   }
 }
 

@@ -124,6 +124,18 @@ export class Keys {
   budgetIndex(): string {
     return `${this.prefix}:budgets`;
   }
+  /** Hash: an existence snapshot's devices, serial → when it was seen registered (ms on Redis' clock). */
+  snapshot(snapshotId: string): string {
+    return `${this.prefix}:snapshot:${snapshotId}`;
+  }
+  /** Hash: an existence snapshot's facts (instance, CA, source, startedAt, completedAt, devices). */
+  snapshotMeta(snapshotId: string): string {
+    return `${this.prefix}:snapshot:${snapshotId}:meta`;
+  }
+  /** Sorted set: the existence snapshots of one (instance, CA), by start (ms on Redis' clock). */
+  snapshotIndex(mqttInstanceId: string, caSn: string): string {
+    return `${this.prefix}:snapshots:${mqttInstanceId}:${caSn}`;
+  }
   /** List: completion events written with the state changes, waiting to be queued. */
   eventsOutbox(): string {
     return `${this.prefix}:events:outbox`;

@@ -57,6 +57,11 @@ export interface RevocationJobData {
   /** ISO time of the first call, once made. */
   firstAttemptAt: string | null;
   /**
+   * The first call's time on Redis' clock (the calling worker's estimate, see RedisClock): what
+   * existence snapshots are compared with. Absent on jobs from before snapshots.
+   */
+  firstCallAt?: number | null;
+  /**
    * Write-ahead call intent: set just before an API call, replaced by the call's attempt record
    * once it is answered. A run that finds one left behind knows that a call was made whose
    * answer nobody saw (the worker died or lost the job mid-call): exactly the "unknown result"

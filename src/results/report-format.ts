@@ -5,7 +5,7 @@
 import { escapeControlInCell, jsonForTerminal } from '../cli/terminal-text.js';
 import type { PendingRecord, ResultRecord } from './result-record.js';
 
-/** Columns of the report, in order: the result record's fields, then the input row's. */
+/** Columns of the report, in order: the result record's fields, the input row's, then `--verify`'s read. */
 export const REPORT_COLUMNS = [
   'batchId',
   'mqttInstanceId',
@@ -23,6 +23,9 @@ export const REPORT_COLUMNS = [
   'finishedAt',
   'line',
   'reason',
+  'verification',
+  'verifiedAt',
+  'verifyRequestId',
 ] as const;
 
 /** One line of a report. */

@@ -46,6 +46,25 @@ export interface ResultRecord {
   message: string | null;
   firstAttemptAt: string | null;
   finishedAt: string;
+  /** With `--verify`: what a read after the revocation saw (absent on batches without it). */
+  verification?: Verification;
+  /** When that read was answered (ISO 8601). */
+  verifiedAt?: string;
+  /** The read's RequestId. */
+  verifyRequestId?: string | null;
+}
+
+/**
+ * What a read after the revocation saw: `absent` (not registered), `inactive` / `active` (after an
+ * inactivate), `registered` (after a delete: still or again there), `unreadable` (reads failed).
+ */
+export type Verification = 'absent' | 'inactive' | 'active' | 'registered' | 'unreadable';
+
+/** The read-back fields of a record. */
+export interface ReadBack {
+  verification: Verification;
+  verifiedAt: string;
+  verifyRequestId: string | null;
 }
 
 /** What is stored for a device accepted into a batch but not finished yet. */

@@ -13,6 +13,7 @@ import type { RevocationJobData } from '../queue/revocation-job.js';
 import { createDeadLetterQueue, createRevocationQueue } from '../queue/revocation-queue.js';
 import { createRedis, type RedisClient } from '../redis/redis-connection.js';
 import { ResultStore } from '../results/result-store.js';
+import { ExistenceSnapshots } from '../results/existence-snapshot.js';
 
 /** Everything a command talks to, over one Redis connection. */
 export interface Context {
@@ -23,6 +24,8 @@ export interface Context {
   deadLetterQueue: Queue<DeadLetterData>;
   batches: BatchStore;
   results: ResultStore;
+  /** Existence snapshots (CA listings taken before a batch's calls). */
+  snapshots: ExistenceSnapshots;
   deadLetters: DeadLetters;
   control: BatchControl;
   /** Closes the queues and the connection. */
@@ -50,6 +53,7 @@ export function openContext(config: Config, name: string): Context {
     deadLetterQueue,
     batches,
     results,
+    snapshots: new ExistenceSnapshots(redis, keys),
     deadLetters,
     control,
     async close() {

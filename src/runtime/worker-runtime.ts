@@ -10,6 +10,7 @@ import { AdaptiveRate } from '../limiter/adaptive-rate.js';
 import type { BudgetGate } from '../limiter/budget-gate.js';
 import { Reconciler } from '../reconcile/reconciler.js';
 import { createRedis } from '../redis/redis-connection.js';
+import { RedisClock } from '../redis/redis-clock.js';
 import { RevocationWorker, type RevocationWorkerDeps, type RevocationWorkerOptions } from '../worker/revocation-worker.js';
 import { openContext, type Context } from './context.js';
 import { openBudgetGate } from './open-budget-gate.js';
@@ -45,7 +46,7 @@ export async function startWorkerRuntime(config: Config, log: Logger, overrides:
   adaptive.start();
   const { onCall, ...options } = overrides;
   const worker = new RevocationWorker(
-    { connection, redis: context.redis, keys: context.keys, api, gate, adaptive, results: context.results, batches: context.batches, deadLetters: context.deadLetters, rateKey, egress: gate.egress(), log, ...(onCall ? { onCall } : {}) },
+    { connection, redis: context.redis, keys: context.keys, api, gate, adaptive, results: context.results, batches: context.batches, deadLetters: context.deadLetters, rateKey, egress: gate.egress(), snapshots: context.snapshots, clock: new RedisClock(context.redis), log, ...(onCall ? { onCall } : {}) },
     { concurrency: config.workerConcurrency, maxAttempts: config.maxAttempts, lockDurationMs: config.jobLockMs, retry: { baseMs: config.retryBaseMs, maxMs: config.retryMaxMs }, ...options },
   );
   worker.start();

@@ -7,7 +7,7 @@
 import type { RevocationAction } from '../cloud/certificate-api.js';
 import type { FailureClass } from '../cloud/classify.js';
 import { countedAttempts, type AttemptRecord } from '../queue/revocation-job.js';
-import type { Outcome } from '../results/result-record.js';
+import type { Evidence, Outcome } from '../results/result-record.js';
 
 /** The inputs of `stepAfterAnswer`. */
 export interface AnswerInput {
@@ -20,6 +20,11 @@ export interface AnswerInput {
   history: readonly AttemptRecord[];
   /** An earlier call's answer was lost (its history or the ledger says so). */
   lostBefore: boolean;
+  /**
+   * What an existence snapshot says of the device, asked only after a lost answer followed by
+   * "not registered" (see ExistenceSnapshots.lookup); null when none knows.
+   */
+  snapshot?: 'present' | 'absent' | null;
   maxAttempts: number;
   /** This undocumented refusal completes a streak over several devices (`RepeatedRefusals`). */
   refusedInARow: boolean;
@@ -29,8 +34,8 @@ export interface AnswerInput {
 
 /** The next step after an answer. */
 export type AnswerStep =
-  /** The revocation's outcome (evidence: the answer). */
-  | { kind: 'record'; outcome: Outcome; message: string | null }
+  /** The revocation's outcome (evidence: the answer, unless said otherwise). */
+  | { kind: 'record'; outcome: Outcome; message: string | null; evidence?: Evidence }
   /** Call again after backoff number `retry` (throttled: the short backoff; not an attempt). */
   | { kind: 'retry'; retry: number; end: 'retry' | 'throttled' }
   | { kind: 'dead_letter'; reason: string }
@@ -52,6 +57,21 @@ export function trailingThrottles(history: readonly AttemptRecord[]): number {
   return count;
 }
 
+/** Why a snapshot turned "not registered" after a lost answer into `deleted`. */
+export const DELETED_BY_SNAPSHOT =
+  "an earlier call's answer was lost; an existence snapshot saw the certificate registered before revoker's first call and it is not registered now: that call removed it";
+/** Why a snapshot turned "not registered" after a lost answer into `not_found`. */
+export const NOT_FOUND_BY_SNAPSHOT =
+  "an earlier call's answer was lost; the certificate is not registered now and was absent from an existence snapshot completed before revoker's first call";
+
+/** "Not registered" after an earlier lost answer: the snapshot decides, else `gone`. */
+function afterLostAnswer(input: AnswerInput): AnswerStep {
+  if (input.snapshot === 'absent') return { kind: 'record', outcome: 'not_found', message: NOT_FOUND_BY_SNAPSHOT, evidence: 'snapshot' };
+  // An inactivate never removes a certificate: seen before and missing now is someone else's doing.
+  if (input.snapshot === 'present' && input.action === 'delete') return { kind: 'record', outcome: 'deleted', message: DELETED_BY_SNAPSHOT, evidence: 'snapshot' };
+  return { kind: 'record', outcome: 'gone', message: GONE_AFTER_LOST_ANSWER };
+}
+
 /** Decides the step after an answer (see the module comment). */
 export function stepAfterAnswer(input: AnswerInput): AnswerStep {
   const { verdict, failure } = input;
@@ -62,7 +82,7 @@ export function stepAfterAnswer(input: AnswerInput): AnswerStep {
   }
   switch (verdict.action) {
     case 'not_found':
-      return input.lostBefore ? { kind: 'record', outcome: 'gone', message: GONE_AFTER_LOST_ANSWER } : { kind: 'record', outcome: 'not_found', message: null };
+      return input.lostBefore ? afterLostAnswer(input) : { kind: 'record', outcome: 'not_found', message: null };
     case 'throttle':
       return { kind: 'retry', retry: trailingThrottles(input.history) + 1, end: 'throttled' };
     case 'retry': {

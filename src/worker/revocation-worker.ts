@@ -43,9 +43,12 @@ import { REVOCATION_QUEUE, type Keys } from '../queue/keys.js';
 import { revocationIdOf } from '../queue/job-id.js';
 import { limiterPriority } from '../queue/priority.js';
 import { countedAttempts, type AttemptRecord, type RevocationJobData } from '../queue/revocation-job.js';
-import { OUTCOMES, type Evidence, type Outcome, type ResultRecord } from '../results/result-record.js';
+import { OUTCOMES, type Evidence, type Outcome, type ReadBack, type ResultRecord } from '../results/result-record.js';
 import type { ResultStore } from '../results/result-store.js';
+import type { ExistenceSnapshots } from '../results/existence-snapshot.js';
+import type { RedisClock } from '../redis/redis-clock.js';
 import { stepAfterAnswer } from './answer-step.js';
+import { readBack, statusOf } from './read-back.js';
 import { backoffMs, type BackoffOptions } from './backoff.js';
 import { CallJournal } from './call-journal.js';
 import { RedisRestartWatch } from './redis-restart-watch.js';
@@ -124,6 +127,10 @@ export interface RevocationWorkerDeps {
   /** This process's egress group and its budget, for the message of an IP-block pause. */
   egress?: { egressId: string; ratePerSecond: number };
   log: Logger;
+  /** Existence snapshots, asked after a lost answer followed by "not registered" (none: `gone`). */
+  snapshots?: ExistenceSnapshots;
+  /** Redis' clock, to stamp a revocation's first call for comparison with snapshots. */
+  clock?: RedisClock;
   /** Observer of every call (metrics). */
   onCall?: (event: { action: RevocationAction; code: string; outcome: string; latencyMs: number }) => void;
 }
@@ -142,6 +149,8 @@ export class RevocationWorker {
   private worker: Worker<RevocationJobData> | null = null;
   private readonly batchState: TtlCache<StateView>;
   private readonly accountPause: TtlCache<string | null>;
+  /** Whether a batch asked for `--verify` (fixed at creation, so cached long). */
+  private readonly verifyWanted: TtlCache<boolean>;
   private summary = new Map<JobEnd, number>();
   private summaryTimer: NodeJS.Timeout | null = null;
   private lastSummaryAtMs = Date.now();
@@ -157,6 +166,7 @@ export class RevocationWorker {
     this.options = { ...REVOCATION_WORKER_DEFAULTS, ...options };
     this.batchState = new TtlCache(this.options.stateMaxAgeMs, (batchId) => deps.batches.state(batchId));
     this.accountPause = new TtlCache(this.options.stateMaxAgeMs, async () => deps.redis.hget(deps.keys.accountPause(deps.rateKey), 'reason'));
+    this.verifyWanted = new TtlCache(60_000, async (batchId) => (await deps.redis.hget(deps.keys.batch(batchId), 'verify')) === '1');
     this.restartWatch = new RedisRestartWatch(deps.redis, deps.results, this.journal, deps.log, this.options.restartSettleMs);
   }
 
@@ -266,10 +276,11 @@ export class RevocationWorker {
     const data = job.data;
     const startedAt = new Date();
     const firstAttemptAt = data.firstAttemptAt ?? startedAt.toISOString();
+    const firstCallAt = data.firstAttemptAt === null ? ((await this.deps.clock?.now()) ?? null) : (data.firstCallAt ?? null);
     const device: DeviceRef = { mqttInstanceId: data.mqttInstanceId, caSn: data.caSn, deviceSn: data.deviceSn };
     // Write-ahead: if this process dies before the answer is recorded, the next run sees the intent.
     this.journal.started(jobId, rid);
-    await job.updateData({ ...data, firstAttemptAt, callIntent: { at: startedAt.toISOString() } });
+    await job.updateData({ ...data, firstAttemptAt, firstCallAt, callIntent: { at: startedAt.toISOString() } });
     // Last before sending: the intent write took a Redis round trip, and the call must still leave
     // within the tolerance of its slot (else the API could count more than the budget in a second).
     await permit.confirm();
@@ -305,19 +316,21 @@ export class RevocationWorker {
       this.accountPause.invalidate('account');
       accountPaused = (await this.accountPause.get('account')) !== null;
     }
+    const snapshot = verdict?.action === 'not_found' && lostBefore ? await this.snapshotSays(job.data) : null;
     const step = stepAfterAnswer({
       action: data.action,
       verdict,
       failure,
       history: data.history,
       lostBefore,
+      snapshot,
       maxAttempts: this.options.maxAttempts,
       refusedInARow,
       accountPaused,
     });
     switch (step.kind) {
       case 'record':
-        return this.finish(job, rid, step.outcome, 'answer', attempt, step.message);
+        return this.finish(job, rid, step.outcome, step.evidence ?? 'answer', attempt, step.message, await this.proofFor(step.outcome, data.action, device, running));
       case 'retry':
         return this.retryLater(job, token, attempt, backoffMs(step.retry, step.end === 'throttled' ? this.options.throttleRetry : this.options.retry), step.end, running);
       case 'dead_letter':
@@ -391,8 +404,7 @@ export class RevocationWorker {
       await (await this.deps.gate.acquire('GetDeviceCertificate')).confirm();
       try {
         const read = await this.deps.api.getDevice(device);
-        const rawStatus = (read.body.Data as { Status?: unknown } | undefined)?.Status;
-        const status = typeof rawStatus === 'string' || typeof rawStatus === 'number' ? String(rawStatus) : '';
+        const status = statusOf(read.body);
         const readAttempt: AttemptRecord = { at: new Date().toISOString(), code: 'OK', httpStatus: 200, requestId: read.requestId, counted: false, uncertain: false, message: `read after cancel: registered, status ${status || '?'}` };
         if (data.action === 'inactivate' && status === '0') {
           return this.finish(job, rid, 'inactivated', 'read', readAttempt, 'batch cancelled after a call whose answer was lost; a read shows the certificate inactive');
@@ -403,6 +415,8 @@ export class RevocationWorker {
         const verdict = classifyFailure(failure);
         if (verdict.action === 'not_found') {
           const readAttempt: AttemptRecord = { at: new Date().toISOString(), code: failure.code, httpStatus: failure.httpStatus, requestId: failure.requestId, counted: false, uncertain: false, message: failure.message };
+          const step = stepAfterAnswer({ action: data.action, verdict, failure, history: data.history, lostBefore: true, snapshot: await this.snapshotSays(data), maxAttempts: this.options.maxAttempts, refusedInARow: false, accountPaused: false });
+          if (step.kind === 'record' && step.evidence === 'snapshot') return this.finish(job, rid, step.outcome, 'snapshot', readAttempt, `batch cancelled; ${step.message ?? ''}`);
           return this.finish(job, rid, 'gone', 'read', readAttempt, 'batch cancelled after a call whose answer was lost; a read shows the certificate no longer registered');
         }
         if (verdict.action !== 'retry' && verdict.action !== 'throttle') break;
@@ -411,6 +425,32 @@ export class RevocationWorker {
     }
     // The read could not decide: say exactly that rather than claim either way.
     return this.deadLetter(job, rid, null, 'batch cancelled after a call whose answer was lost, and the certificate could not be read to decide; check it by hand');
+  }
+
+  /**
+   * What the existence snapshots say of this device, compared with the revocation's first call:
+   * on Redis' clock when the calling worker stamped it, else its ISO time less 5 s (another
+   * host's clock). Null when no snapshot knows, when there is no first call on record, or when
+   * the snapshots cannot be read (the outcome then stays `gone`: never a guess).
+   */
+  private async snapshotSays(data: RevocationJobData): Promise<'present' | 'absent' | null> {
+    const snapshots = this.deps.snapshots;
+    if (snapshots === undefined) return null;
+    const firstCallAt = typeof data.firstCallAt === 'number' ? data.firstCallAt : data.firstAttemptAt === null ? null : Date.parse(data.firstAttemptAt) - 5_000;
+    if (firstCallAt === null || !Number.isFinite(firstCallAt)) return null;
+    const verdict = await snapshots.lookup(data, firstCallAt).catch((error: unknown) => {
+      this.deps.log.warn({ err: error, deviceSn: data.deviceSn }, 'existence snapshot unreadable: the outcome stays gone');
+      return null;
+    });
+    return verdict?.kind ?? null;
+  }
+
+  /** With `--verify` on a running subscriber: the read after the revocation (see read-back.ts). */
+  private async proofFor(outcome: Outcome, action: RevocationAction, device: DeviceRef, running: readonly string[]): Promise<ReadBack | undefined> {
+    if (outcome === 'failed' || outcome === 'cancelled') return undefined;
+    const wanted = await Promise.all(running.map((batchId) => this.verifyWanted.get(batchId)));
+    if (!wanted.includes(true)) return undefined;
+    return readBack(this.deps.api, this.deps.gate, device, action, { tries: this.options.maxAttempts, retry: this.options.retry });
   }
 
   /** True when an earlier call for this job may have been applied: its answer was lost or ambiguous. */
@@ -478,7 +518,7 @@ export class RevocationWorker {
   }
 
   /** The record of this job's outcome (as the opening batch's; FINALIZE rewrites the batch id per subscriber). */
-  private record(job: Job<RevocationJobData>, outcome: Outcome, evidence: Evidence, last: AttemptRecord | null, message: string | null): ResultRecord {
+  private record(job: Job<RevocationJobData>, outcome: Outcome, evidence: Evidence, last: AttemptRecord | null, message: string | null, proof?: ReadBack): ResultRecord {
     const history = last === null ? job.data.history : [...job.data.history, last];
     const answered = [...history].reverse().find((entry) => entry.requestId !== null) ?? last;
     return {
@@ -496,16 +536,17 @@ export class RevocationWorker {
       message: message ?? (last !== null && last.code !== 'OK' ? last.message : null),
       firstAttemptAt: job.data.firstAttemptAt,
       finishedAt: new Date().toISOString(),
+      ...proof,
     };
   }
 
   /** Writes the outcome into every subscriber still pending and closes the job; returns the batches written. */
-  private write(job: Job<RevocationJobData>, rid: string, outcome: Outcome, evidence: Evidence, last: AttemptRecord | null, message: string | null): Promise<string[]> {
-    return this.deps.results.finalizeRevocation(rid, job.id ?? '', this.record(job, outcome, evidence, last, message));
+  private write(job: Job<RevocationJobData>, rid: string, outcome: Outcome, evidence: Evidence, last: AttemptRecord | null, message: string | null, proof?: ReadBack): Promise<string[]> {
+    return this.deps.results.finalizeRevocation(rid, job.id ?? '', this.record(job, outcome, evidence, last, message, proof));
   }
 
-  private async finish(job: Job<RevocationJobData>, rid: string, outcome: Outcome, evidence: Evidence, last: AttemptRecord | null, message: string | null): Promise<JobEnd> {
-    await this.write(job, rid, outcome, evidence, last, message);
+  private async finish(job: Job<RevocationJobData>, rid: string, outcome: Outcome, evidence: Evidence, last: AttemptRecord | null, message: string | null, proof?: ReadBack): Promise<JobEnd> {
+    await this.write(job, rid, outcome, evidence, last, message, proof);
     return outcome;
   }
 

@@ -95,7 +95,17 @@ describe('csvLine', () => {
       finishedAt: '2024-05-01T10:00:01.500Z',
       line: '',
       reason: '',
+      verification: '',
+      verifiedAt: '',
+      verifyRequestId: '',
     });
+  });
+
+  it('a record with a read-back keeps what the read saw, when, and its RequestId', () => {
+    const verified = { ...RECORD, verification: 'absent' as const, verifiedAt: '2024-05-01T10:00:02.000Z', verifyRequestId: 'REQ-2' };
+    const [header, cells] = parseCsv(csvHeader() + csvLine(recordLine(verified)));
+    const row = Object.fromEntries(header!.map((name, index) => [name, cells![index]]));
+    expect(row).toMatchObject({ outcome: 'deleted', requestId: 'REQ-1', verification: 'absent', verifiedAt: '2024-05-01T10:00:02.000Z', verifyRequestId: 'REQ-2' });
   });
 
   it('awkward values round-trip (formula ones keep their guard quote and nothing else changes)', () => {

@@ -9,7 +9,7 @@ import type { BatchState } from '../../src/batches/batch.js';
 import type { BatchPriority } from '../../src/queue/priority.js';
 import type { FailureClass } from '../../src/cloud/classify.js';
 import type { AttemptRecord } from '../../src/queue/revocation-job.js';
-import { GONE_AFTER_LOST_ANSWER, stepAfterAnswer, type AnswerInput, type AnswerStep } from '../../src/worker/answer-step.js';
+import { DELETED_BY_SNAPSHOT, GONE_AFTER_LOST_ANSWER, NOT_FOUND_BY_SNAPSHOT, stepAfterAnswer, type AnswerInput, type AnswerStep } from '../../src/worker/answer-step.js';
 import { decideInstanceError } from '../../src/worker/instance-rule.js';
 import { decideRun, stillRunning, type RunPlan } from '../../src/worker/run-decision.js';
 
@@ -105,6 +105,22 @@ describe('stepAfterAnswer', () => {
     ['success of an inactivate: inactivated', { ...base, action: 'inactivate' }, { kind: 'record', outcome: 'inactivated', message: null }],
     ['not registered, nothing lost before: not_found', failed(verdict('not_found'), 'FindDeviceBySnError'), { kind: 'record', outcome: 'not_found', message: null }],
     ['not registered after a lost answer: gone', failed(verdict('not_found'), 'FindDeviceBySnError', { lostBefore: true }), { kind: 'record', outcome: 'gone', message: GONE_AFTER_LOST_ANSWER }],
+    [
+      'not registered after a lost answer, seen by a snapshot before the first call: deleted (evidence snapshot)',
+      failed(verdict('not_found'), 'FindDeviceBySnError', { lostBefore: true, snapshot: 'present' }),
+      { kind: 'record', outcome: 'deleted', message: DELETED_BY_SNAPSHOT, evidence: 'snapshot' },
+    ],
+    [
+      'not registered after a lost answer, absent from a complete snapshot before the first call: not_found (evidence snapshot)',
+      failed(verdict('not_found'), 'FindDeviceBySnError', { lostBefore: true, snapshot: 'absent' }),
+      { kind: 'record', outcome: 'not_found', message: NOT_FOUND_BY_SNAPSHOT, evidence: 'snapshot' },
+    ],
+    [
+      'an inactivate: a snapshot that saw it is no proof that revoker removed it: gone',
+      failed(verdict('not_found'), 'FindDeviceBySnError', { action: 'inactivate', lostBefore: true, snapshot: 'present' }),
+      { kind: 'record', outcome: 'gone', message: GONE_AFTER_LOST_ANSWER },
+    ],
+    ['no lost answer: the snapshot is not asked', failed(verdict('not_found'), 'FindDeviceBySnError', { snapshot: 'present' }), { kind: 'record', outcome: 'not_found', message: null }],
     ['a transient failure: retry as attempt 1', failed(verdict('retry', true, true), 'ServiceUnavailable'), { kind: 'retry', retry: 1, end: 'retry' }],
     [
       'a second failure after a throttle: attempt 2 (throttles cost none)',

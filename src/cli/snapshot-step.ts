@@ -1,0 +1,85 @@
+/**
+ * `--snapshot auto|always|never`: before a CSV batch's first call, list the CAs it names into
+ * existence snapshots (src/results/existence-snapshot.ts), so that a call whose answer is lost
+ * can still get an exact outcome. `auto` lists a CA only while that costs at most a tenth of the
+ * batch's calls for it: it stops at that many pages, and the pages listed by then still count
+ * (a device seen registered is evidence; only a complete listing can say a device was absent).
+ */
+import type { CertificateApi } from '../cloud/certificate-api.js';
+import type { ExistenceSnapshots } from '../results/existence-snapshot.js';
+import type { ApiCaller } from './api-caller.js';
+import { CliError } from './cli-context.js';
+
+/** The `--snapshot` modes. */
+export type SnapshotMode = 'auto' | 'always' | 'never';
+
+/** Share of a CA's revocation calls that `auto` spends on listing it. */
+export const AUTO_SNAPSHOT_SHARE = 0.1;
+
+/** Parses `--snapshot`. */
+export function snapshotModeFlag(value: string): SnapshotMode {
+  if (value === 'auto' || value === 'always' || value === 'never') return value;
+  throw new CliError(`--snapshot must be auto, always or never, got '${value}'`);
+}
+
+/** What was listed for one (instance, CA). */
+export interface SnapshotTaken {
+  mqttInstanceId: string;
+  caSn: string;
+  /** Devices of the batch under this CA. */
+  batchDevices: number;
+  pages: number;
+  listed: number;
+  /** True when every page was listed (the snapshot can then also say "absent"). */
+  complete: boolean;
+}
+
+/** Most pages `mode` spends on a CA with `batchDevices` devices in the batch (Infinity: all). */
+export function pageAllowance(mode: SnapshotMode, batchDevices: number): number {
+  if (mode === 'never') return 0;
+  if (mode === 'always') return Number.POSITIVE_INFINITY;
+  return Math.floor(batchDevices * AUTO_SNAPSHOT_SHARE);
+}
+
+/**
+ * Lists each CA of `perCa` (key `instance/CA`, value: the batch's devices under it) within its
+ * allowance; `onProgress` is told what is being listed.
+ */
+export async function takeSnapshots(
+  caller: ApiCaller,
+  api: Pick<CertificateApi, 'listDevices'>,
+  snapshots: ExistenceSnapshots,
+  perCa: ReadonlyMap<string, number>,
+  options: { mode: SnapshotMode; pageSize: number; source: string; onProgress?: (text: string) => void },
+): Promise<SnapshotTaken[]> {
+  const taken: SnapshotTaken[] = [];
+  for (const [target, batchDevices] of perCa) {
+    const allowance = pageAllowance(options.mode, batchDevices);
+    if (allowance < 1) continue;
+    const slash = target.indexOf('/');
+    const mqttInstanceId = target.slice(0, slash);
+    const caSn = target.slice(slash + 1);
+    const writer = snapshots.begin({ mqttInstanceId, caSn }, options.source);
+    let listed = 0;
+    let pages = 0;
+    let complete = false;
+    while (pages < allowance) {
+      const pageNo = pages + 1;
+      const page = await caller.call('ListDeviceCertificateByCaSn', `ListDeviceCertificateByCaSn ${caSn} page ${pageNo}`, () => api.listDevices(mqttInstanceId, caSn, pageNo, options.pageSize));
+      await writer.addPage(page.devices.map((device) => device.deviceSn));
+      pages = pageNo;
+      listed += page.devices.length;
+      options.onProgress?.(`snapshot of ${caSn}: ${listed} devices (page ${pageNo})`);
+      // The documented stop rule: the first page with fewer than PageSize items.
+      if (page.devices.length < options.pageSize) {
+        complete = true;
+        break;
+      }
+    }
+    if (complete) await writer.complete();
+    taken.push({ mqttInstanceId, caSn, batchDevices, pages, listed, complete });
+  }
+  // A snapshot counts for calls made at least its margin after it: the batch's first calls too.
+  if (taken.length > 0) await new Promise((resolve) => setTimeout(resolve, 2 * snapshots.options.marginMs));
+  return taken;
+}

@@ -1,0 +1,74 @@
+/**
+ * Existence snapshots end to end: `--snapshot auto` lists a CA before the batch's first call, and
+ * a call whose answer is lost then gets an exact outcome: `deleted` when the listing saw the
+ * certificate, `not_found` when a complete listing did not (a never-registered device), and
+ * `gone` only under a CA that was not listed.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiCallerOver } from '../../src/cli/api-caller.js';
+import { PlanCounter } from '../../src/cli/plan.js';
+import { takeSnapshots } from '../../src/cli/snapshot-step.js';
+import { CertificateApi } from '../../src/cloud/certificate-api.js';
+import { generateDevices, type EmulatorHandle } from '../../src/emulator/index.js';
+import type { ResultRecord } from '../../src/results/result-record.js';
+import type { Context } from '../../src/runtime/context.js';
+import { enqueueDevices, startPipeline, type Pipeline } from '../helpers/pipeline.js';
+import { waitFor } from '../helpers/redis.js';
+
+const INSTANCE = 'mqtt-cn-snapshot01';
+const LISTED_CA = 'ca0000000snapshot1';
+const SMALL_CA = 'ca0000000snapshot2';
+
+describe('outcomes decided by an existence snapshot', () => {
+  let pipeline: Pipeline;
+  let emulator: EmulatorHandle;
+  let context: Context;
+
+  beforeAll(async () => {
+    pipeline = await startPipeline('snapshot', { emulator: { latency: { medianMs: 2, p99Ms: 10 } }, env: { RATE_LIMIT_PER_SECOND: '200', MAX_ATTEMPTS: '4', MQTT_API_TIMEOUT_MS: '300' } });
+    ({ emulator, context } = pipeline);
+  });
+
+  afterAll(() => pipeline?.close());
+
+  it('turns a lost answer into deleted or not_found with evidence snapshot, and leaves gone where no listing was made', async () => {
+    const registered = generateDevices({ mqttInstanceId: INSTANCE, caSn: LISTED_CA, count: 40, prefix: 'snapreg' });
+    const neverRegistered = generateDevices({ mqttInstanceId: INSTANCE, caSn: LISTED_CA, count: 8, prefix: 'snapnever' });
+    // Three devices under a CA too small for `auto` (a tenth of 3 calls is no page): not listed.
+    const small = generateDevices({ mqttInstanceId: INSTANCE, caSn: SMALL_CA, count: 3, prefix: 'snapsmall' });
+    for (const device of [...registered, ...small]) emulator.registry.addDevice(device);
+
+    const [dropped, timedOut, plain] = registered.map((device) => device.deviceSn);
+    const [neverDropped, neverTimedOut] = neverRegistered.map((device) => device.deviceSn);
+    emulator.script(dropped!, ['drop_after_apply']);
+    emulator.script(timedOut!, ['timeout']);
+    emulator.script(neverDropped!, ['drop']);
+    emulator.script(neverTimedOut!, ['timeout_before_apply']);
+    emulator.script(small[0]!.deviceSn, ['drop_after_apply']);
+
+    const input = [...registered, ...neverRegistered, ...small];
+    const counter = new PlanCounter();
+    for (const device of input) counter.addDevice(device);
+    const config = context.config;
+    const api = new CertificateApi({ endpoint: config.apiEndpoint, protocol: config.apiProtocol, timeoutMs: config.apiTimeoutMs, credentials: config.credentials });
+    const caller = apiCallerOver(pipeline.runtime.gate, config);
+    const taken = await takeSnapshots(caller, api, context.snapshots, counter.perCa, { mode: 'auto', pageSize: 100, source: 'test' });
+    expect(taken).toEqual([{ mqttInstanceId: INSTANCE, caSn: LISTED_CA, batchDevices: 48, pages: 1, listed: 40, complete: true }]);
+
+    const batchId = await enqueueDevices(context, input);
+    await waitFor(async () => (await context.batches.get(batchId))?.state === 'completed', 'the batch to complete', 60_000);
+    const records = new Map<string, ResultRecord>();
+    for await (const record of context.results.scan(batchId)) records.set(record.deviceSn, record as ResultRecord);
+
+    expect(records.get(dropped!)).toMatchObject({ outcome: 'deleted', evidence: 'snapshot' });
+    expect(records.get(timedOut!)).toMatchObject({ outcome: 'deleted', evidence: 'snapshot' });
+    expect(records.get(plain!)).toMatchObject({ outcome: 'deleted', evidence: 'answer' });
+    expect(records.get(neverDropped!)).toMatchObject({ outcome: 'not_found', evidence: 'snapshot' });
+    expect(records.get(neverTimedOut!)).toMatchObject({ outcome: 'not_found', evidence: 'snapshot' });
+    expect(records.get(small[0]!.deviceSn)).toMatchObject({ outcome: 'gone', evidence: 'answer' });
+    // The invariant that matters most: no never-registered device is reported revoked.
+    for (const device of neverRegistered) expect(records.get(device.deviceSn)?.outcome).toBe('not_found');
+    for (const device of registered) expect(records.get(device.deviceSn)?.outcome).toBe('deleted');
+    expect(emulator.registry.has(INSTANCE, LISTED_CA, dropped!)).toBe(false);
+  });
+});
