@@ -412,6 +412,65 @@ async function comparisons(): Promise<void> {
   }
 }
 
+/**
+ * Issue 14: containing a leaked CA with `revoker ca delete` (a listing, one DeleteCaCertificate,
+ * a second listing) against per-device deletes of the same devices (`enqueue-ca`: a listing, then
+ * one DeleteDeviceCertificate per device through 2 workers), both through the real CLI.
+ */
+async function caDeleteVsPerDevice(): Promise<void> {
+  const count = Number(process.env.BENCH_CA_DEVICES ?? (QUICK ? 10_000 : 100_000));
+  const api = await spawnEmulator(['--rate-limit', '500', '--ip-limit', String(IP_LIMIT)]);
+  const prefix = `{bench-cadel-${Date.now().toString(36)}}`;
+  const env = benchEnv(prefix, api.endpoint, { RATE_LIMIT_PER_SECOND: String(RATE) });
+  const context = contextFor(prefix, api.endpoint, { RATE_LIMIT_PER_SECOND: String(RATE) });
+  const workers = [spawnWorker(env), spawnWorker(env)];
+  const seedCa = async (caSn: string) => {
+    const devices = generateDevices({ mqttInstanceId: INSTANCE, caSn, count, prefix: caSn.slice(-6) });
+    for (let i = 0; i < devices.length; i += 5_000) await api.control('/_emulator/devices', { devices: devices.slice(i, i + 5_000) });
+  };
+  const cli = async (args: string[]) => {
+    const started = performance.now();
+    const child = spawnTs('src/cli/main.ts', args, env);
+    const code = await child.exited;
+    if (code !== 0) throw new Error(`revoker ${args.join(' ')} exited ${code}: ${child.output().slice(-2_000)}`);
+    return { seconds: (performance.now() - started) / 1000, output: child.output() };
+  };
+  try {
+    await Promise.all(workers.map((worker) => waitForWorkerStart(worker)));
+    const caWhole = 'ca000000000cadelete';
+    const caEach = 'ca00000000000device';
+    await seedCa(caWhole);
+    await seedCa(caEach);
+    await api.control('/_emulator/reset', {});
+    const whole = await cli(['ca', 'delete', '--instance', INSTANCE, '--ca-sn', caWhole, '--confirm', caWhole, '--json', '--reason', 'bench']);
+    const wholeStats = await api.control<EmulatorStatsView>('/_emulator/stats');
+    const listCalls = Object.values(wholeStats.byAction.ListDeviceCertificateByCaSn ?? {}).reduce((sum, value) => sum + value, 0);
+    await api.control('/_emulator/reset', {});
+    const started = performance.now();
+    const enqueued = await cli(['enqueue-ca', '--instance', INSTANCE, '--ca-sn', caEach, '--yes', '--json', '--reason', 'bench']);
+    const batchId = (JSON.parse(enqueued.output.trim().split('\n').at(-1) ?? '{}') as { batchId?: string }).batchId ?? '';
+    for (;;) {
+      const batch = await context.batches.get(batchId);
+      if (batch === null || batch.state === 'completed' || batch.state === 'paused') break;
+      await sleep(500);
+    }
+    const eachSeconds = (performance.now() - started) / 1000;
+    const eachStats = await api.control<EmulatorStatsView>('/_emulator/stats');
+    rows.push([
+      '`ca delete` vs per-device deletes',
+      `${count.toLocaleString('en-US')} devices under one CA, one egress (2 workers for the per-device batch)`,
+      `ca delete: ${fmt(whole.seconds, 1)} s (${listCalls} listing calls + 1 DeleteCaCertificate; records written per device); per-device: ${fmt(eachSeconds, 1)} s (${eachStats.total.toLocaleString('en-US')} calls); ${fmt(eachSeconds / whole.seconds, 1)}× longer; ${limitsSeen(eachStats)}`,
+      'ca delete ≈ 2 listings',
+    ]);
+    process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
+  } finally {
+    await Promise.all(workers.map((worker) => stopProcess(worker)));
+    await context.close();
+    await stopProcess(api.spawned);
+    await removePrefix(prefix);
+  }
+}
+
 async function machine(): Promise<string> {
   const redis = openRedis();
   const info = await redis.info('server');
@@ -425,13 +484,14 @@ async function main(): Promise<void> {
   const started = new Date();
   const host = await machine();
   process.stdout.write(`revoker benchmark ${started.toISOString()} on ${host}${QUICK ? ' (quick)' : ''}\n`);
-  // BENCH_ONLY=throughput,quota,listing,urgent,ingest,comparisons runs a subset (for tuning one thing).
-  const only = new Set((process.env.BENCH_ONLY ?? 'throughput,quota,listing,urgent,ingest,comparisons').split(','));
+  // BENCH_ONLY=throughput,quota,listing,urgent,ingest,cadelete,comparisons runs a subset (for tuning one thing).
+  const only = new Set((process.env.BENCH_ONLY ?? 'throughput,quota,listing,urgent,ingest,cadelete,comparisons').split(','));
   const best = only.has('throughput') ? await throughput() : { oneEgress: EGRESS_RATE, twoEgress: RATE };
   if (only.has('quota')) await sharedQuota();
   if (only.has('listing')) await listingDuringDeletes();
   if (only.has('urgent')) await urgentDuringBulk();
   if (only.has('ingest')) await ingest();
+  if (only.has('cadelete')) await caDeleteVsPerDevice();
   if (only.has('comparisons')) await comparisons();
   rows.push(['projection, one egress', '1,000,000 devices', `${fmt(1_000_000 / best.oneEgress / 60, 1)} min at the best measured steady rate (${fmt(best.oneEgress, 0)}/s); ideal at ${EGRESS_RATE}/s: ${fmt(1_000_000 / EGRESS_RATE / 60, 1)} min`, '']);
   rows.push(['projection, two egress groups', '1,000,000 devices', `${fmt(1_000_000 / best.twoEgress / 60, 1)} min at the best measured steady rate (${fmt(best.twoEgress, 0)}/s); ideal at ${RATE}/s: ${fmt(1_000_000 / RATE / 60, 1)} min`, '']);

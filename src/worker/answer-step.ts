@@ -65,7 +65,7 @@ export const NOT_FOUND_BY_SNAPSHOT =
   "an earlier call's answer was lost; the certificate is not registered now and was absent from an existence snapshot completed before revoker's first call";
 
 /** "Not registered" after an earlier lost answer: the snapshot decides, else `gone`. */
-function afterLostAnswer(input: AnswerInput): AnswerStep {
+export function afterLostAnswer(input: Pick<AnswerInput, 'action' | 'snapshot'>): Extract<AnswerStep, { kind: 'record' }> {
   if (input.snapshot === 'absent') return { kind: 'record', outcome: 'not_found', message: NOT_FOUND_BY_SNAPSHOT, evidence: 'snapshot' };
   // An inactivate never removes a certificate: seen before and missing now is someone else's doing.
   if (input.snapshot === 'present' && input.action === 'delete') return { kind: 'record', outcome: 'deleted', message: DELETED_BY_SNAPSHOT, evidence: 'snapshot' };

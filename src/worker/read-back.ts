@@ -24,7 +24,31 @@ function registeredVerdict(action: RevocationAction, status: string): Verificati
   return 'registered';
 }
 
-/** Reads one device back; at most `tries` reads (transient failures back off). */
+/** One GetDeviceCertificate's verdict: registered (with its status), absent, or unreadable. */
+export type DeviceRead =
+  | { kind: 'registered'; status: string; requestId: string | null }
+  | { kind: 'absent' | 'unreadable'; requestId: string | null; code: string; httpStatus: number | null; message: string };
+
+/** Reads one device; at most `tries` reads (transient failures back off), each on the read budget. */
+export async function readDevice(api: Pick<Revoker, 'getDevice'>, gate: RateGate, device: DeviceRef, options: { tries: number; retry: BackoffOptions }): Promise<DeviceRead> {
+  for (let attempt = 1; ; attempt += 1) {
+    await (await gate.acquire('GetDeviceCertificate')).confirm();
+    try {
+      const read = await api.getDevice(device);
+      return { kind: 'registered', status: statusOf(read.body), requestId: read.requestId };
+    } catch (error) {
+      const failure = describeApiFailure(error);
+      const verdict = classifyFailure(failure);
+      const facts = { requestId: failure.requestId, code: failure.code, httpStatus: failure.httpStatus, message: failure.message };
+      if (verdict.action === 'not_found') return { kind: 'absent', ...facts };
+      const transient = verdict.action === 'retry' || verdict.action === 'throttle';
+      if (!transient || attempt >= options.tries) return { kind: 'unreadable', ...facts };
+      await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, options.retry)));
+    }
+  }
+}
+
+/** Reads one device back after its revocation (see the module comment). */
 export async function readBack(
   api: Pick<Revoker, 'getDevice'>,
   gate: RateGate,
@@ -32,18 +56,7 @@ export async function readBack(
   action: RevocationAction,
   options: { tries: number; retry: BackoffOptions },
 ): Promise<ReadBack> {
-  for (let attempt = 1; ; attempt += 1) {
-    await (await gate.acquire('GetDeviceCertificate')).confirm();
-    try {
-      const read = await api.getDevice(device);
-      return { verification: registeredVerdict(action, statusOf(read.body)), verifiedAt: new Date().toISOString(), verifyRequestId: read.requestId };
-    } catch (error) {
-      const failure = describeApiFailure(error);
-      const verdict = classifyFailure(failure);
-      if (verdict.action === 'not_found') return { verification: 'absent', verifiedAt: new Date().toISOString(), verifyRequestId: failure.requestId };
-      const transient = verdict.action === 'retry' || verdict.action === 'throttle';
-      if (!transient || attempt >= options.tries) return { verification: 'unreadable', verifiedAt: new Date().toISOString(), verifyRequestId: failure.requestId };
-      await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, options.retry)));
-    }
-  }
+  const read = await readDevice(api, gate, device, options);
+  const verification = read.kind === 'registered' ? registeredVerdict(action, read.status) : read.kind;
+  return { verification, verifiedAt: new Date().toISOString(), verifyRequestId: read.requestId };
 }

@@ -47,8 +47,8 @@ import { OUTCOMES, type Evidence, type Outcome, type ReadBack, type ResultRecord
 import type { ResultStore } from '../results/result-store.js';
 import type { ExistenceSnapshots } from '../results/existence-snapshot.js';
 import type { RedisClock } from '../redis/redis-clock.js';
-import { stepAfterAnswer } from './answer-step.js';
-import { readBack, statusOf } from './read-back.js';
+import { afterLostAnswer, stepAfterAnswer } from './answer-step.js';
+import { readBack, readDevice } from './read-back.js';
 import { backoffMs, type BackoffOptions } from './backoff.js';
 import { CallJournal } from './call-journal.js';
 import { RedisRestartWatch } from './redis-restart-watch.js';
@@ -399,32 +399,21 @@ export class RevocationWorker {
   private async cancel(job: Job<RevocationJobData>, rid: string, lostBefore: boolean): Promise<JobEnd> {
     if (!lostBefore) return this.finish(job, rid, 'cancelled', 'none', null, 'batch cancelled');
     const data = job.data;
-    const device: DeviceRef = { mqttInstanceId: data.mqttInstanceId, caSn: data.caSn, deviceSn: data.deviceSn };
-    for (let attempt = 1; attempt <= this.options.maxAttempts; attempt += 1) {
-      await (await this.deps.gate.acquire('GetDeviceCertificate')).confirm();
-      try {
-        const read = await this.deps.api.getDevice(device);
-        const status = statusOf(read.body);
-        const readAttempt: AttemptRecord = { at: new Date().toISOString(), code: 'OK', httpStatus: 200, requestId: read.requestId, counted: false, uncertain: false, message: `read after cancel: registered, status ${status || '?'}` };
-        if (data.action === 'inactivate' && status === '0') {
-          return this.finish(job, rid, 'inactivated', 'read', readAttempt, 'batch cancelled after a call whose answer was lost; a read shows the certificate inactive');
-        }
-        return this.finish(job, rid, 'cancelled', 'read', readAttempt, 'batch cancelled; a read after a lost answer shows the certificate still registered');
-      } catch (error) {
-        const failure = describeApiFailure(error);
-        const verdict = classifyFailure(failure);
-        if (verdict.action === 'not_found') {
-          const readAttempt: AttemptRecord = { at: new Date().toISOString(), code: failure.code, httpStatus: failure.httpStatus, requestId: failure.requestId, counted: false, uncertain: false, message: failure.message };
-          const step = stepAfterAnswer({ action: data.action, verdict, failure, history: data.history, lostBefore: true, snapshot: await this.snapshotSays(data), maxAttempts: this.options.maxAttempts, refusedInARow: false, accountPaused: false });
-          if (step.kind === 'record' && step.evidence === 'snapshot') return this.finish(job, rid, step.outcome, 'snapshot', readAttempt, `batch cancelled; ${step.message ?? ''}`);
-          return this.finish(job, rid, 'gone', 'read', readAttempt, 'batch cancelled after a call whose answer was lost; a read shows the certificate no longer registered');
-        }
-        if (verdict.action !== 'retry' && verdict.action !== 'throttle') break;
-        await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, this.options.retry)));
-      }
-    }
+    const read = await readDevice(this.deps.api, this.deps.gate, data, { tries: this.options.maxAttempts, retry: this.options.retry });
     // The read could not decide: say exactly that rather than claim either way.
-    return this.deadLetter(job, rid, null, 'batch cancelled after a call whose answer was lost, and the certificate could not be read to decide; check it by hand');
+    if (read.kind === 'unreadable') return this.deadLetter(job, rid, null, 'batch cancelled after a call whose answer was lost, and the certificate could not be read to decide; check it by hand');
+    const at = new Date().toISOString();
+    if (read.kind === 'registered') {
+      const readAttempt: AttemptRecord = { at, code: 'OK', httpStatus: 200, requestId: read.requestId, counted: false, uncertain: false, message: `read after cancel: registered, status ${read.status || '?'}` };
+      if (data.action === 'inactivate' && read.status === '0') {
+        return this.finish(job, rid, 'inactivated', 'read', readAttempt, 'batch cancelled after a call whose answer was lost; a read shows the certificate inactive');
+      }
+      return this.finish(job, rid, 'cancelled', 'read', readAttempt, 'batch cancelled; a read after a lost answer shows the certificate still registered');
+    }
+    const readAttempt: AttemptRecord = { at, code: read.code, httpStatus: read.httpStatus, requestId: read.requestId, counted: false, uncertain: false, message: read.message };
+    const step = afterLostAnswer({ action: data.action, snapshot: await this.snapshotSays(data) });
+    if (step.evidence === 'snapshot') return this.finish(job, rid, step.outcome, 'snapshot', readAttempt, `batch cancelled; ${step.message ?? ''}`);
+    return this.finish(job, rid, 'gone', 'read', readAttempt, 'batch cancelled after a call whose answer was lost; a read shows the certificate no longer registered');
   }
 
   /**
