@@ -69,6 +69,9 @@ export function egressBudgetName(egressId: string): string {
   return `egress:${egressId}`;
 }
 
+/** How often an open gate announces its budgets again (see `announce`). */
+const ANNOUNCE_EVERY_MS = 30_000;
+
 /** Bottleneck priority of reads: after every revocation waiting in this process. */
 const READ_PRIORITY = 9;
 
@@ -83,6 +86,7 @@ export class BudgetGate implements RateGate {
   private adaptiveRate: number;
   private closed = false;
   private lastErrorLogAtMs = 0;
+  private announcer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly redis: Redis,
@@ -108,12 +112,36 @@ export class BudgetGate implements RateGate {
         { nextKey: this.keys.budgetNext(egress), windowKey: this.keys.budgetWindow(egress), adaptiveKey: `${this.keys.budgetNext(egress)}:fixed`, ratePerSecond: this.options.egressRatePerSecond },
       ];
       this.budgets.set(action, budgets);
-      // Announce the budgets for `revoker status` and /metrics; best effort, once per operation.
-      this.redis
-        .hset(this.keys.budgetIndex(), account, String(this.options.accountRatePerSecond), egress, String(this.options.egressRatePerSecond))
-        .catch(() => this.budgets.delete(action));
+      this.announce([account, egress]);
     }
     return budgets;
+  }
+
+  /**
+   * Announces budgets for `revoker status`, /metrics and plans, with the time: a budget no process
+   * announced for BUDGET_STALE_MS is left out there (a stopped egress group must not make an
+   * estimate optimistic). Best effort; repeated every ANNOUNCE_EVERY_MS while the gate is open.
+   */
+  private announce(names: string[]): void {
+    const rates = names.map((name) => (name.startsWith('egress:') ? this.options.egressRatePerSecond : this.options.accountRatePerSecond));
+    const now = Date.now();
+    this.redis
+      .multi()
+      .hset(this.keys.budgetIndex(), ...names.flatMap((name, index) => [name, String(rates[index])]))
+      .zadd(this.keys.budgetSeen(), ...names.flatMap((name) => [now, name]))
+      .exec()
+      .catch(() => undefined);
+    if (this.announcer === null) {
+      this.announcer = setInterval(() => {
+        const all = new Set<string>();
+        for (const action of this.budgets.keys()) {
+          all.add(accountBudgetName(this.options.accountKey, action));
+          all.add(egressBudgetName(this.options.egressId));
+        }
+        if (all.size > 0) this.announce([...all]);
+      }, ANNOUNCE_EVERY_MS);
+      this.announcer.unref();
+    }
   }
 
   async acquire(action: ApiAction, priority = 5): Promise<Permit> {
@@ -183,6 +211,7 @@ export class BudgetGate implements RateGate {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.announcer !== null) clearInterval(this.announcer);
     await this.local.stop({ dropWaitingJobs: true }).catch(() => undefined);
   }
 }

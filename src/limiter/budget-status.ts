@@ -19,10 +19,24 @@ export interface BudgetRate {
   lastSecond: number;
 }
 
-/** Reads every announced budget and its last second; budgets with no key left are skipped. */
-export async function readBudgetRates(redis: Redis, keys: Keys): Promise<BudgetRate[]> {
-  const index = await redis.hgetall(keys.budgetIndex());
-  const names = Object.keys(index).sort();
+/** A budget no process announced for this long is left out (its processes stopped). */
+export const BUDGET_STALE_MS = 120_000;
+/** A budget unannounced for this long is removed from the index. */
+const BUDGET_FORGOTTEN_MS = 24 * 3_600_000;
+
+/**
+ * Reads every budget announced within BUDGET_STALE_MS and its last second. Budgets announced by
+ * processes that stopped are left out, and forgotten after a day.
+ */
+export async function readBudgetRates(redis: Redis, keys: Keys, nowLocalMs: number = Date.now()): Promise<BudgetRate[]> {
+  const [index, seen] = await Promise.all([redis.hgetall(keys.budgetIndex()), redis.zrange(keys.budgetSeen(), '0', '-1', 'WITHSCORES')]);
+  const seenAt = new Map<string, number>();
+  for (let i = 0; i + 1 < seen.length; i += 2) seenAt.set(seen[i] ?? '', Number(seen[i + 1]));
+  const forgotten = Object.keys(index).filter((name) => nowLocalMs - (seenAt.get(name) ?? 0) > BUDGET_FORGOTTEN_MS);
+  if (forgotten.length > 0) await redis.multi().hdel(keys.budgetIndex(), ...forgotten).zrem(keys.budgetSeen(), ...forgotten).exec();
+  const names = Object.keys(index)
+    .filter((name) => nowLocalMs - (seenAt.get(name) ?? 0) <= BUDGET_STALE_MS)
+    .sort();
   if (names.length === 0) return [];
   const [seconds, micros] = await redis.time();
   const nowMs = Number(seconds) * 1000 + Number(micros) / 1000;

@@ -124,6 +124,10 @@ export class Keys {
   budgetIndex(): string {
     return `${this.prefix}:budgets`;
   }
+  /** Sorted set: every rate budget in use → when a process last announced it (ms); stale ones are left out. */
+  budgetSeen(): string {
+    return `${this.prefix}:budgets:seen`;
+  }
   /** Hash: an existence snapshot's devices, serial → when it was seen registered (ms on Redis' clock). */
   snapshot(snapshotId: string): string {
     return `${this.prefix}:snapshot:${snapshotId}`;

@@ -11,7 +11,7 @@ import { BudgetGate, accountBudgetName, egressBudgetName } from '../../src/limit
 import { readBudgetRates } from '../../src/limiter/budget-status.js';
 import { SlotReservations, type SlotBudget } from '../../src/limiter/slot-reservations.js';
 import { quietLogger } from '../helpers/pipeline.js';
-import { TEST_REDIS_URL, removePrefix, uniquePrefix } from '../helpers/redis.js';
+import { TEST_REDIS_URL, removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
 
 const prefix = uniquePrefix('budgets');
 const keys = new Keys(prefix);
@@ -158,6 +158,26 @@ describe('BudgetGate', () => {
     } finally {
       for (const gate of gates) await gate.close();
       for (const connection of connections) connection.disconnect();
+    }
+  });
+
+  it('leaves out budgets that no process announced lately (a stopped egress group), and forgets them after a day', async () => {
+    const gate = new BudgetGate(redis, keys, { accountKey: 'acct-stale', accountRatePerSecond: 480, egressId: 'live-ip', egressRatePerSecond: 280 }, quietLogger());
+    try {
+      await gate.acquire('DeleteDeviceCertificate');
+      const stale = egressBudgetName('stopped-ip');
+      const ancient = egressBudgetName('long-gone-ip');
+      await redis.hset(keys.budgetIndex(), stale, '280', ancient, '280');
+      await redis.zadd(keys.budgetSeen(), Date.now() - 5 * 60_000, stale, Date.now() - 2 * 86_400_000, ancient);
+      await waitFor(async () => (await redis.zscore(keys.budgetSeen(), egressBudgetName('live-ip'))) !== null, 'the live budget to be announced');
+      const names = (await readBudgetRates(redis, keys)).map((rate) => rate.name);
+      expect(names).toContain(egressBudgetName('live-ip'));
+      expect(names).not.toContain(stale);
+      expect(names).not.toContain(ancient);
+      expect(await redis.hexists(keys.budgetIndex(), ancient)).toBe(0);
+      expect(await redis.hexists(keys.budgetIndex(), stale)).toBe(1);
+    } finally {
+      await gate.close();
     }
   });
 
