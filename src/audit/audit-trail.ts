@@ -48,10 +48,22 @@ export class AuditTrail {
     const full: AuditEntry = { at: entry.at ?? new Date().toISOString(), action: entry.action, batchId: entry.batchId, actor: entry.actor, from: entry.from, args: entry.args, ok: entry.ok };
     const text = JSON.stringify(full);
     const multi = this.redis.multi().lpush(this.keys.auditAll(), text).ltrim(this.keys.auditAll(), 0, AUDIT_ALL_MAX_ENTRIES - 1);
-    if (full.batchId !== null) multi.rpush(this.keys.auditOf(full.batchId), text).expire(this.keys.auditOf(full.batchId), this.retentionDays * 86_400);
-    await multi.exec();
+    if (full.batchId !== null) multi.rpush(this.keys.auditOf(full.batchId), text).ttl(this.keys.batch(full.batchId));
+    const replies = await multi.exec();
+    if (full.batchId !== null) await this.retain(full.batchId, Number(replies?.at(-1)?.[1] ?? -2));
     this.log?.info({ audit: full }, `audit: ${full.action}${full.batchId === null ? '' : ` ${full.batchId}`} by ${full.actor}`);
     return full;
+  }
+
+  /**
+   * A batch's trail lives as long as the batch: no TTL while the batch is open (its hash has none;
+   * finish-batch.lua gives both theirs when it finishes), the batch's remaining TTL once finished,
+   * and the retention when the batch is unknown (an entry about a batch id that never existed).
+   */
+  private async retain(batchId: string, batchTtlSeconds: number): Promise<void> {
+    const key = this.keys.auditOf(batchId);
+    if (batchTtlSeconds === -1) await this.redis.persist(key);
+    else await this.redis.expire(key, batchTtlSeconds > 0 ? batchTtlSeconds : this.retentionDays * 86_400);
   }
 
   /** A batch's entries oldest first, or (no batch) the most recent entries of all, oldest first. */

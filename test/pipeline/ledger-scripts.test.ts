@@ -5,6 +5,7 @@
  * is sent; retention counts from a batch's finish; unsubscribe, close and redrive.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuditTrail } from '../../src/audit/audit-trail.js';
 import { resolveConfig } from '../../src/config/config.js';
 import { Enqueuer } from '../../src/producer/enqueuer.js';
 import { revocationId } from '../../src/queue/job-id.js';
@@ -108,7 +109,11 @@ describe('ledger scripts', () => {
     const batchId = await newBatch('ttl');
     const [answer] = await context.results.registerRevocations(batchId, [entry(batchId, 'ttl-1')]);
     await context.batches.addRejected(batchId, [{ line: 3, reason: 'bad row' }]);
-    for (const key of [context.keys.batch(batchId), context.keys.results(batchId), context.keys.rejected(batchId)]) expect(await context.redis.ttl(key)).toBe(-1);
+    const audit = new AuditTrail(context.redis, context.keys, 30);
+    await audit.record({ action: 'enqueue', batchId, actor: 'test', from: 'test', args: {}, ok: true });
+    await context.redis.zadd(`${context.keys.batch(batchId)}:order`, 1, 'ttl-1');
+    const trailKeys = [context.keys.auditOf(batchId), `${context.keys.batch(batchId)}:order`];
+    for (const key of [context.keys.batch(batchId), context.keys.results(batchId), context.keys.rejected(batchId), ...trailKeys]) expect(await context.redis.ttl(key)).toBe(-1);
     expect(await context.results.markEnqueued(batchId)).toBe('running');
     expect(await context.results.markEnqueued(batchId)).toBe('running');
     expect(await outboxFor(batchId)).toEqual([]);
@@ -118,7 +123,9 @@ describe('ledger scripts', () => {
     // A resent MARK_ENQUEUED after the completion: still one event.
     await context.results.markEnqueued(batchId);
     expect(await outboxFor(batchId)).toEqual(['completed']);
-    for (const key of [context.keys.batch(batchId), context.keys.results(batchId), context.keys.rejected(batchId)]) {
+    // An entry after the finish keeps the batch's remaining time, not a fresh retention.
+    await audit.record({ action: 'report', batchId, actor: 'test', from: 'test', args: {}, ok: true });
+    for (const key of [context.keys.batch(batchId), context.keys.results(batchId), context.keys.rejected(batchId), ...trailKeys]) {
       const ttl = await context.redis.ttl(key);
       expect(ttl).toBeGreaterThan(2 * 86_400 - 60);
       expect(ttl).toBeLessThanOrEqual(2 * 86_400);

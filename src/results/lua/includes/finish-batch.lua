@@ -17,6 +17,10 @@ local function retain(k)
   redis.call('EXPIRE', k.results, seconds)
   redis.call('EXPIRE', k.rejected, seconds)
   redis.call('EXPIRE', k.instances, seconds)
+  -- The audit trail and the input order live as long as the batch. Named from the batch key:
+  -- the same hash tag, so the same slot on Redis Cluster (see batch-keys.lua).
+  redis.call('EXPIRE', k.batch .. ':audit', seconds)
+  redis.call('EXPIRE', k.batch .. ':order', seconds)
   -- Nothing of a finished batch is parked any more, and nobody produces into it.
   redis.call('DEL', k.parked, k.producer)
 end
@@ -26,6 +30,8 @@ local function keepOpen(k)
   redis.call('PERSIST', k.results)
   redis.call('PERSIST', k.rejected)
   redis.call('PERSIST', k.instances)
+  redis.call('PERSIST', k.batch .. ':audit')
+  redis.call('PERSIST', k.batch .. ':order')
 end
 
 local function maybeFinish(k, now)
