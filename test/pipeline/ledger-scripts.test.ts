@@ -124,7 +124,7 @@ describe('ledger scripts', () => {
     await context.results.markEnqueued(batchId);
     expect(await outboxFor(batchId)).toEqual(['completed']);
     // An entry after the finish keeps the batch's remaining time, not a fresh retention.
-    await audit.record({ action: 'report', batchId, actor: 'test', from: 'test', args: {}, ok: true });
+    await audit.record({ action: 'redrive', batchId, actor: 'test', from: 'test', args: {}, ok: true });
     for (const key of [context.keys.batch(batchId), context.keys.results(batchId), context.keys.rejected(batchId), ...trailKeys]) {
       const ttl = await context.redis.ttl(key);
       expect(ttl).toBeGreaterThan(2 * 86_400 - 60);
