@@ -11,6 +11,8 @@ import { once } from 'node:events';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'bullmq';
+import { apiCallerOver } from '../src/cli/api-caller.js';
+import { listPages } from '../src/cli/ca-listing.js';
 import { CertificateApi } from '../src/cloud/certificate-api.js';
 import { resolveConfig } from '../src/config/config.js';
 import { DEMO_ACCOUNT, EgressForwarder, generateDevices } from '../src/emulator/index.js';
@@ -198,18 +200,15 @@ async function listingDuringDeletes(): Promise<void> {
     const aloneFrom = { at: performance.now(), done: await doneNow() };
     await sleep(5_000);
     const alone = ((await doneNow()) - aloneFrom.done) / ((performance.now() - aloneFrom.at) / 1000);
-    // Then list the CA from this process through the same budgets, as enqueue-ca does.
+    // Then list the CA from this process through the same budgets and paging as enqueue-ca.
     const log = pino({ level: 'silent' });
     const client = new CertificateApi({ endpoint: api.endpoint, protocol: 'http', timeoutMs: 5_000, credentials: { accessKeyId: DEMO_ACCOUNT.accessKeyId, accessKeySecret: DEMO_ACCOUNT.accessKeySecret, securityToken: null } });
     const { gate } = await openBudgetGate(context, client, log);
     const listFrom = { at: performance.now(), done: await doneNow() };
     let count = 0;
-    for (let page = 1; ; page += 1) {
-      await gate.acquire('ListDeviceCertificateByCaSn');
-      const result = await client.listDevices(INSTANCE, listCa, page, 100);
-      count += result.devices.length;
-      if (result.devices.length < 100) break;
-    }
+    await listPages(apiCallerOver(gate, context.config), client, { mqttInstanceId: INSTANCE, caSn: listCa, pageSize: 100 }, async (devices) => {
+      count += devices.length;
+    });
     const listSeconds = (performance.now() - listFrom.at) / 1000;
     const during = ((await doneNow()) - listFrom.done) / listSeconds;
     await gate.close();

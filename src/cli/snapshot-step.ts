@@ -8,6 +8,7 @@
 import type { CertificateApi } from '../cloud/certificate-api.js';
 import type { ExistenceSnapshots } from '../results/existence-snapshot.js';
 import type { ApiCaller } from './api-caller.js';
+import { listPages } from './ca-listing.js';
 import { CliError } from './cli-context.js';
 
 /** The `--snapshot` modes. */
@@ -61,21 +62,17 @@ export async function takeSnapshots(
     const caSn = target.slice(slash + 1);
     const writer = snapshots.begin({ mqttInstanceId, caSn }, options.source);
     let listed = 0;
-    let pages = 0;
-    let complete = false;
-    while (pages < allowance) {
-      const pageNo = pages + 1;
-      const page = await caller.call('ListDeviceCertificateByCaSn', `ListDeviceCertificateByCaSn ${caSn} page ${pageNo}`, () => api.listDevices(mqttInstanceId, caSn, pageNo, options.pageSize));
-      await writer.addPage(page.devices.map((device) => device.deviceSn));
-      pages = pageNo;
-      listed += page.devices.length;
-      options.onProgress?.(`snapshot of ${caSn}: ${listed} devices (page ${pageNo})`);
-      // The documented stop rule: the first page with fewer than PageSize items.
-      if (page.devices.length < options.pageSize) {
-        complete = true;
-        break;
-      }
-    }
+    const { pages, complete } = await listPages(
+      caller,
+      api,
+      { mqttInstanceId, caSn, pageSize: options.pageSize },
+      async (devices, pageNo) => {
+        await writer.addPage(devices.map((device) => device.deviceSn));
+        listed += devices.length;
+        options.onProgress?.(`snapshot of ${caSn}: ${listed} devices (page ${pageNo})`);
+      },
+      allowance,
+    );
     if (complete) await writer.complete();
     taken.push({ mqttInstanceId, caSn, batchDevices, pages, listed, complete });
   }

@@ -127,10 +127,12 @@ describe('revoker ca', () => {
     expect(run.out).toContain(`second listing: 1 device certificate(s) STILL under CA ${CA_BIG}`);
     expect(run.out).toContain(`  ${reRegistered.deviceSn}  active`);
 
-    // One delete instead of 5,000; 51 listing pages before (the 50th is full), one after.
+    // One delete instead of 5,000; 51 listing pages before (the 50th is full; up to two more asked
+    // for while the 51st was on its way), one after (one device left: one page).
     expect(callsOf('DeleteCaCertificate').map((call) => call.httpStatus)).toEqual([200]);
     expect(callsOf('DeleteDeviceCertificate')).toHaveLength(0);
-    expect(callsOf('ListDeviceCertificateByCaSn')).toHaveLength(52);
+    expect(callsOf('ListDeviceCertificateByCaSn').length).toBeGreaterThanOrEqual(52);
+    expect(callsOf('ListDeviceCertificateByCaSn').length).toBeLessThanOrEqual(54);
     expect(emulator.registry.count(INSTANCE, CA_KEEP)).toBe(20);
 
     const batch = await context.batches.get(summary.batchId);

@@ -40,9 +40,12 @@ describe('revoker enqueue-ca', () => {
     expect(batch.counts.deleted).toBe(2_500);
     expect(emulator.registry.count(INSTANCE, CA_A)).toBe(0);
     expect(emulator.registry.count(INSTANCE, CA_B)).toBe(400);
-    // Listing went through the shared rate too: 25 pages of 100 plus the preflight.
+    // Listing went through the shared rate too: 25 pages of 100, the empty 26th that ends it, and
+    // at most two more asked for while the 26th was on its way (pages are fetched three at a time).
     const calls = emulator.calls();
-    expect(calls.filter((call) => call.action === 'ListDeviceCertificateByCaSn')).toHaveLength(26);
+    const listCalls = calls.filter((call) => call.action === 'ListDeviceCertificateByCaSn').length;
+    expect(listCalls).toBeGreaterThanOrEqual(26);
+    expect(listCalls).toBeLessThanOrEqual(28);
     expect(calls.filter((call) => call.action === 'GetCaCertificate')).toHaveLength(1);
   });
 
