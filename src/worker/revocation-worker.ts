@@ -51,6 +51,7 @@ import { afterLostAnswer, stepAfterAnswer } from './answer-step.js';
 import { readBack, readDevice } from './read-back.js';
 import { backoffMs, type BackoffOptions } from './backoff.js';
 import { CallJournal } from './call-journal.js';
+import { JobDataWriter, LockLostError } from './job-data.js';
 import { RedisRestartWatch } from './redis-restart-watch.js';
 import { decideInstanceError } from './instance-rule.js';
 import { RepeatedRefusals } from './repeated-refusals.js';
@@ -158,6 +159,7 @@ export class RevocationWorker {
   /** Recent calls, for when Redis comes back without their intents (see CallJournal). */
   private readonly journal = new CallJournal();
   private readonly restartWatch: RedisRestartWatch;
+  private readonly jobData: JobDataWriter;
 
   constructor(
     private readonly deps: RevocationWorkerDeps,
@@ -166,6 +168,7 @@ export class RevocationWorker {
     this.options = { ...REVOCATION_WORKER_DEFAULTS, ...options };
     this.batchState = new TtlCache(this.options.stateMaxAgeMs, (batchId) => deps.batches.state(batchId));
     this.accountPause = new TtlCache(this.options.stateMaxAgeMs, async () => deps.redis.hget(deps.keys.accountPause(deps.rateKey), 'reason'));
+    this.jobData = new JobDataWriter(deps.redis, deps.keys);
     this.verifyWanted = new TtlCache(60_000, async (batchId) => (await deps.redis.hget(deps.keys.batch(batchId), 'verify')) === '1');
     this.restartWatch = new RedisRestartWatch(deps.redis, deps.results, this.journal, deps.log, this.options.restartSettleMs);
   }
@@ -225,14 +228,22 @@ export class RevocationWorker {
   private async process(job: Job<RevocationJobData>, token: string | undefined): Promise<void> {
     // After a dropped connection: did Redis restart (and forget call intents)? Decide nothing before knowing.
     await this.restartWatch.beforeRun();
-    const end = await this.handle(job, token);
-    this.count(end);
+    try {
+      this.count(await this.handle(job, token));
+    } catch (error) {
+      if (!(error instanceof LockLostError)) throw error;
+      // The job belongs to the run that took it over: leave it alone (DelayedError: BullMQ moves nothing).
+      this.deps.log.warn({ jobId: job.id, batchId: job.data.batchId, deviceSn: job.data.deviceSn }, error.message);
+      this.journal.ended(job.id ?? '');
+      this.count('closed');
+      throw new DelayedError();
+    }
   }
 
   private async handle(job: Job<RevocationJobData>, token: string | undefined): Promise<JobEnd> {
     const jobId = job.id ?? '';
     const rid = job.data.revocationId ?? revocationIdOf(jobId);
-    if (job.data.callIntent != null) await this.recordLostAnswer(job);
+    if (job.data.callIntent != null) await this.recordLostAnswer(job, token);
     const accountPauseKey = this.deps.keys.accountPause(this.deps.rateKey);
     for (let round = 0; round < MAX_DECISION_ROUNDS; round += 1) {
       const view = await this.deps.results.readSubscribers(rid, jobId, accountPauseKey);
@@ -280,7 +291,7 @@ export class RevocationWorker {
     const device: DeviceRef = { mqttInstanceId: data.mqttInstanceId, caSn: data.caSn, deviceSn: data.deviceSn };
     // Write-ahead: if this process dies before the answer is recorded, the next run sees the intent.
     this.journal.started(jobId, rid);
-    await job.updateData({ ...data, firstAttemptAt, firstCallAt, callIntent: { at: startedAt.toISOString() } });
+    await this.jobData.write(job, token, { ...data, firstAttemptAt, firstCallAt, callIntent: { at: startedAt.toISOString() } });
     // Last before sending: the intent write took a Redis round trip, and the call must still leave
     // within the tolerance of its slot (else the API could count more than the budget in a second).
     await permit.confirm();
@@ -377,7 +388,7 @@ export class RevocationWorker {
    * A call intent left by an earlier run: that run called and nobody saw the answer (the worker
    * died, or lost the job, mid-call). Its history gains an attempt with an unknown result.
    */
-  private async recordLostAnswer(job: Job<RevocationJobData>): Promise<void> {
+  private async recordLostAnswer(job: Job<RevocationJobData>, token: string | undefined): Promise<void> {
     const intent = job.data.callIntent;
     const lost: AttemptRecord = {
       at: intent?.at ?? new Date().toISOString(),
@@ -388,7 +399,7 @@ export class RevocationWorker {
       uncertain: true,
       message: 'the worker stopped during this call (crash, kill or lost lock): its result is unknown',
     };
-    await job.updateData({ ...job.data, history: [...job.data.history, lost], callIntent: null });
+    await this.jobData.write(job, token, { ...job.data, history: [...job.data.history, lost], callIntent: null });
   }
 
   /**
@@ -453,7 +464,7 @@ export class RevocationWorker {
    * batch gets its records within a second, not after up to RETRY_MAX_MS.
    */
   private async retryLater(job: Job<RevocationJobData>, token: string | undefined, attempt: AttemptRecord, delayMs: number, end: JobEnd, running: readonly string[]): Promise<never> {
-    await job.updateData({ ...job.data, history: [...job.data.history, attempt], callIntent: null });
+    await this.jobData.write(job, token, { ...job.data, history: [...job.data.history, attempt], callIntent: null });
     if (job.id !== undefined && running.length > 0) {
       const pipeline = this.deps.redis.pipeline();
       for (const batchId of running) pipeline.sadd(this.deps.keys.parked(batchId), job.id);
@@ -481,7 +492,7 @@ export class RevocationWorker {
    * was lifted meanwhile, retry soon instead.
    */
   private async parkAfter(job: Job<RevocationJobData>, token: string | undefined, rid: string, batchIds: readonly string[], attempt: AttemptRecord, mode: 'account' | 'force'): Promise<never> {
-    await job.updateData({ ...job.data, history: [...job.data.history, attempt], callIntent: null });
+    await this.jobData.write(job, token, { ...job.data, history: [...job.data.history, attempt], callIntent: null });
     await this.park(job, token, rid, batchIds, mode);
     await job.moveToDelayed(Date.now() + backoffMs(1, this.options.retry), token);
     this.count('retry');
