@@ -53,7 +53,8 @@ describe('--verify: read back after the revocation', () => {
     const records = await run([...deleted, ...never], 'delete', true);
     for (const device of deleted) {
       const record = records.get(device.deviceSn)!;
-      expect(record).toMatchObject({ outcome: 'deleted', verification: 'absent', verifyRequestId: expect.any(String) });
+      expect(record).toMatchObject({ outcome: 'deleted', verification: 'absent' });
+      expect(typeof record.verifyRequestId).toBe('string');
       expect(Date.parse(record.verifiedAt!)).toBeGreaterThanOrEqual(Date.parse(record.firstAttemptAt!));
       expect(record.verifyRequestId).not.toBe(record.requestId);
     }
@@ -75,16 +76,16 @@ describe('--verify: read back after the revocation', () => {
 });
 
 describe('readBack', () => {
-  const gate = { acquire: async () => ({ confirm: async () => undefined }) } as unknown as RateGate;
+  const gate = { acquire: () => Promise.resolve({ confirm: () => Promise.resolve() }) } as unknown as RateGate;
   const device = { mqttInstanceId: INSTANCE, caSn: CA, deviceSn: 'd1' };
-  const answer = (status: string) => ({ getDevice: async () => ({ requestId: 'req-1', body: { Data: { Status: status } } }) });
+  const answer = (status: string) => ({ getDevice: () => Promise.resolve({ requestId: 'req-1', body: { Data: { Status: status } } }) });
   const failing = (code: string, httpStatus: number) => {
     let calls = 0;
     return {
       calls: () => calls,
-      getDevice: async () => {
+      getDevice: () => {
         calls += 1;
-        throw Object.assign(new Error(code), { code, statusCode: httpStatus, data: { Code: code, RequestId: `req-${calls}` } });
+        return Promise.reject(Object.assign(new Error(code), { code, statusCode: httpStatus, data: { Code: code, RequestId: `req-${calls}` } }));
       },
     };
   };
