@@ -17,6 +17,19 @@ export default tseslint.config(
     },
   },
   {
+    // The console's browser script: plain JavaScript outside the TypeScript project, so the
+    // recommended rules without type information, and the browser's globals.
+    files: ['src/server/console/assets/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      sourceType: 'module',
+      parserOptions: { project: false, program: null, projectService: false },
+      globals: Object.fromEntries(
+        ['window', 'document', 'EventSource', 'fetch', 'URL', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'console', 'HTMLElement', 'FormData', 'requestAnimationFrame', 'navigator', 'location', 'Intl', 'Date', 'Math', 'Number', 'JSON', 'Map', 'Set', 'Promise', 'Idiomorph', 'uPlot', 'ResizeObserver', 'getComputedStyle', 'matchMedia', 'Event', 'CustomEvent', 'KeyboardEvent', 'HTMLDialogElement', 'HTMLFormElement', 'Element', 'DOMParser'].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     files: ['test/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',

@@ -11,6 +11,11 @@
  * | GET  /metrics                    | Bearer token, role read                      |
  * | /admin/queues…                   | Bearer token or the login cookie, role read  |
  * | GET/POST /admin/login            | the form's token (POST only)                 |
+ * | GET  /console…                   | the login cookie or Bearer token, role read  |
+ * | POST /console/… (steer, start)   | cookie (same origin) or Bearer, role operate |
+ * | GET/POST /console/login          | the form's token (POST only)                 |
+ *
+ * The console's own table of routes is in src/server/console/console-routes.ts.
  */
 import { BlockList, isIP } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -24,6 +29,7 @@ import type { Context } from '../runtime/context.js';
 import { adminRoutes } from './admin-routes.js';
 import { AdminAuth } from './admin-auth.js';
 import { AdminTokens, loadAdminTokens } from './admin-tokens.js';
+import { consoleRoutes, type ConsoleOptions } from './console/console-routes.js';
 import { dashboardRoutes } from './dashboard.js';
 import { FailedAuthLimiter } from './failed-auth-limiter.js';
 import { healthRoutes } from './health-routes.js';
@@ -65,6 +71,8 @@ export interface ServerDeps {
   registry?: Registry;
   /** Name resolution for the webhook's callback host check (the system resolver when absent; tests inject one). */
   lookup?: HostLookup;
+  /** Tunables of the incident console (its defaults when absent). */
+  console?: Partial<ConsoleOptions>;
 }
 
 // Probes and scrapes arrive every few seconds: logged at debug so they do not drown the rest.
@@ -132,6 +140,7 @@ export async function buildServer(deps: ServerDeps, options: Partial<ServerOptio
   });
   const trusting = config.trustProxy === true || (typeof config.trustProxy === 'number' && config.trustProxy > 0) || (Array.isArray(config.trustProxy) && config.trustProxy.length > 0);
   await app.register(dashboardRoutes({ context, auth, options: resolved, trustProxy: trusting }));
+  await app.register(consoleRoutes({ context, auth, audit, options: resolved, trustProxy: trusting, logger, ...(deps.console === undefined ? {} : { console: deps.console }) }));
   logger.debug({ senders: senders.map((sender) => sender.name), adminTokenNames: auth.tokens.tokens.map((token) => ({ name: token.name, role: token.role })) }, 'server access configured');
   return app;
 }

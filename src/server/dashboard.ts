@@ -8,7 +8,8 @@
  * taken from a URL: URLs land in proxy and load-balancer access logs and in browser history.
  *
  * The cookie is HttpOnly, SameSite=Strict (no cross-site request carries it, which is what
- * protects bull-board's POST routes from CSRF), scoped to /admin, and Secure whenever the request
+ * protects bull-board's POST routes from CSRF), scoped to /admin and /console (the incident
+ * console shares the sign-in), and Secure whenever the request
  * arrived over TLS or through a trusted proxy (TRUST_PROXY). Every page carries a CSP with
  * `frame-ancestors 'none'` (no clickjacking through a frame).
  */
@@ -56,8 +57,15 @@ export interface DashboardDeps {
   trustProxy: boolean;
 }
 
-function sessionCookie(value: string, maxAgeSeconds: number, secure: boolean): string {
-  return [`${DASHBOARD_COOKIE}=${value}`, `Path=${DASHBOARD_COOKIE_PATH}`, `Max-Age=${maxAgeSeconds}`, 'HttpOnly', 'SameSite=Strict', ...(secure ? ['Secure'] : [])].join('; ');
+/**
+ * The paths the session cookie is set for: the dashboard and the incident console (src/server/
+ * console), so one sign-in covers both. A cookie has one path; it is set once per path.
+ */
+export const SESSION_COOKIE_PATHS: readonly string[] = [DASHBOARD_COOKIE_PATH, '/console'];
+
+/** The Set-Cookie values of a session (an empty value with max-age 0 signs out). */
+export function sessionCookies(value: string, maxAgeSeconds: number, secure: boolean): string[] {
+  return SESSION_COOKIE_PATHS.map((path) => [`${DASHBOARD_COOKIE}=${value}`, `Path=${path}`, `Max-Age=${maxAgeSeconds}`, 'HttpOnly', 'SameSite=Strict', ...(secure ? ['Secure'] : [])].join('; '));
 }
 
 /**
@@ -126,12 +134,12 @@ export function dashboardRoutes(deps: DashboardDeps) {
       const value = dashboardSessionValue(token.hash, token.name, options.dashboardSessionSeconds);
       return reply
         .header('cache-control', 'no-store')
-        .header('set-cookie', sessionCookie(value, options.dashboardSessionSeconds, cameOverTls(request, trustProxy)))
+        .header('set-cookie', sessionCookies(value, options.dashboardSessionSeconds, cameOverTls(request, trustProxy)))
         .redirect(DASHBOARD_PATH, 303);
     });
 
     const logout = async (request: FastifyRequest, reply: FastifyReply) =>
-      reply.header('set-cookie', sessionCookie('', 0, cameOverTls(request, trustProxy))).header('cache-control', 'no-store').send({ status: 'logged_out' });
+      reply.header('set-cookie', sessionCookies('', 0, cameOverTls(request, trustProxy))).header('cache-control', 'no-store').send({ status: 'logged_out' });
     app.get('/admin/logout', logout);
     app.post('/admin/logout', logout);
 
