@@ -206,8 +206,9 @@ async function listingDuringDeletes(): Promise<void> {
     const { gate } = await openBudgetGate(context, client, log);
     const listFrom = { at: performance.now(), done: await doneNow() };
     let count = 0;
-    await listPages(apiCallerOver(gate, context.config), client, { mqttInstanceId: INSTANCE, caSn: listCa, pageSize: 100 }, async (devices) => {
+    await listPages(apiCallerOver(gate, context.config), client, { mqttInstanceId: INSTANCE, caSn: listCa, pageSize: 100 }, (devices) => {
       count += devices.length;
+      return Promise.resolve();
     });
     const listSeconds = (performance.now() - listFrom.at) / 1000;
     const during = ((await doneNow()) - listFrom.done) / listSeconds;
