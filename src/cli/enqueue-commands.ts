@@ -20,11 +20,12 @@ import { CsvInputError } from '../producer/csv-input-error.js';
 import { readDeviceCsv } from '../producer/csv-source.js';
 import type { InputItem } from '../producer/device-request.js';
 import { validateCaSn, validateInstanceId } from '../producer/device-validation.js';
-import { Enqueuer, type EnqueueProgress } from '../producer/enqueuer.js';
+import type { EnqueueProgress } from '../producer/enqueuer.js';
+import { Intake, intakeDeps, type IntakeSummary } from '../producer/intake.js';
 import { parsePriority, type BatchPriority } from '../queue/priority.js';
-import { reportStores } from '../report/report-stores.js';
 import { openApiCaller } from './api-caller.js';
 import { listCaDevices, readListing } from './ca-listing.js';
+import { snapshotModeFlag, takeSnapshots } from './snapshot-step.js';
 import { auditCli } from './cli-actor.js';
 import { CliError, EXIT, loadConfig, withContext } from './cli-context.js';
 import { confirmYes, requireConsentPossible } from './consent.js';
@@ -43,6 +44,8 @@ interface EnqueueFlags {
   yes?: boolean;
   reason?: string;
   reasonCode?: string;
+  snapshot: string;
+  verify?: boolean;
 }
 
 /** Parses `--action`. */
@@ -151,6 +154,7 @@ async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
   const priority = priorityFlag(flags.priority);
   checkDefaults(flags);
   const why = reasonFlags(flags);
+  const snapshotMode = snapshotModeFlag(flags.snapshot);
   requireConsentPossible(flags);
   try {
     if (!(await stat(file)).isFile()) throw new CliError(`${file} is not a file`);
@@ -178,13 +182,35 @@ async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
 
   return withContext('revoker-enqueue', async (context) => {
     let plannedSha: string | null = null;
+    let perCa: ReadonlyMap<string, number> | null = null;
     if (flags.yes !== true) {
       // On a terminal: read the file once for the plan, then ask. (With --yes the file is read
-      // once, by the enqueue: a million rows would otherwise cost a minute before the first call.)
+      // once, by the enqueue, unless a snapshot needs the devices per CA first.)
       const { counter, sha256 } = await planCsv(file, csvOptions, () => undefined);
       plannedSha = sha256;
+      perCa = counter.perCa;
       planStream(flags).write(formatPlan(csvPlan(file, action, counter, sha256, await readPlanBudgets(context))));
       await consent(flags, `${action} these ${counter.devices} device certificates?`);
+    }
+    if (snapshotMode !== 'never') {
+      // Before the first call: list the CAs whose listing costs at most a tenth of their calls (auto).
+      perCa ??= (await planCsv(file, csvOptions, () => undefined)).counter.perCa;
+      const snapshotLine = new ProgressLine(process.stderr);
+      const api = new CertificateApi({ endpoint: config.apiEndpoint, protocol: config.apiProtocol, timeoutMs: config.apiTimeoutMs, credentials: config.credentials });
+      const caller = await openApiCaller(context, api, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'revoker-enqueue'));
+      try {
+        const taken = await takeSnapshots(caller, api, context.snapshots, perCa, { mode: snapshotMode, pageSize: 100, source: `enqueue ${resolve(file)}`, onProgress: (text) => snapshotLine.update(text) });
+        snapshotLine.done();
+        for (const snapshot of taken) {
+          process.stderr.write(`existence snapshot of ${snapshot.mqttInstanceId}/${snapshot.caSn}: ${snapshot.listed} devices in ${snapshot.pages} page(s)${snapshot.complete ? '' : ' (stopped at a tenth of the batch\'s calls: proves presence only)'}\n`);
+        }
+      } catch (error) {
+        // Evidence only: a listing that fails leaves lost answers `gone`, it never stops a revocation.
+        snapshotLine.done();
+        process.stderr.write(`revoker: warning: existence snapshot not taken (${error instanceof Error ? error.message : String(error)}); going on without it\n`);
+      } finally {
+        await caller.close();
+      }
     }
 
     const progressLine = new ProgressLine(process.stderr);
@@ -198,15 +224,13 @@ async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
       yield* source;
     }
 
-    const { order, audit } = reportStores(context);
-    const batchId = await context.batches.create({ name: flags.name ?? file, source: 'csv', action, priority, createdBy: operatorName() });
-    await audit.set(batchId, { ...why, command: commandLine(), inputFile: resolve(file) });
+    const intake = new Intake(intakeDeps(context), { highWaterJobs: config.highWaterJobs });
+    const batch = await intake.open({ name: flags.name ?? file, source: 'csv', action, priority, verify: flags.verify === true, createdBy: operatorName(), facts: { ...why, command: commandLine(), inputFile: resolve(file) } });
+    const batchId = batch.batchId;
     progressLine.update(`batch ${batchId}: starting`, true);
-    const enqueuer = new Enqueuer(context.queue, context.batches, context.results, { highWaterJobs: config.highWaterJobs });
-    const summary = await enqueuer.enqueue(batchId, action, order.tap(batchId, action, all()), (progress) => progressLine.update(`batch ${batchId}: ${describeProgress(progress, startedAtMs)}`));
+    const summary = await batch.enqueue(all(), { onProgress: (progress) => progressLine.update(`batch ${batchId}: ${describeProgress(progress, startedAtMs)}`), inputSha256: input.sha256 });
     progressLine.done();
-    const sha256 = input.sha256();
-    if (sha256 !== null) await audit.set(batchId, { inputSha256: sha256 });
+    const sha256 = summary.inputSha256;
     await auditCli(context, 'enqueue', batchId, { command: 'enqueue', file: resolve(file), action, priority, accepted: summary.accepted, rejected: summary.rejected, duplicates: summary.duplicates, reason: why.reason, reasonCode: why.reasonCode, inputSha256: sha256 }, true);
     if (plannedSha !== null && sha256 !== null && plannedSha !== sha256) {
       process.stderr.write(`revoker: warning: ${file} changed between the plan (SHA-256 ${plannedSha}) and the enqueue (${sha256}); the batch holds what was read the second time\n`);
@@ -234,6 +258,14 @@ interface EnqueueCaFlags {
   yes?: boolean;
   reason?: string;
   reasonCode?: string;
+  verify?: boolean;
+}
+
+/** The listed devices as input items, in listing order (each one's position is its line). */
+async function* listedItems(listFile: string, instance: string): AsyncGenerator<InputItem> {
+  for await (const device of readListing(listFile)) {
+    yield { kind: 'device', request: { mqttInstanceId: instance, caSn: device.caSn, deviceSn: device.deviceSn, line: device.position } };
+  }
 }
 
 /** Parses `--page-size`. */
@@ -265,8 +297,15 @@ async function enqueueCa(flags: EnqueueCaFlags): Promise<number> {
     const caller = await openApiCaller(context, api, log);
     try {
       if (flags.preflight) await caller.call('GetCaCertificate', `GetCaCertificate ${flags.caSn}`, () => api.getCa(flags.instance, flags.caSn));
-      const listing = await listCaDevices(caller, api, { mqttInstanceId: flags.instance, caSn: flags.caSn, pageSize }, listFile, (listed, pageNo) =>
-        progressLine.update(`listing ${flags.caSn}: ${listed} devices (page ${pageNo})`),
+      // The listing is also the batch's existence snapshot (it completes before any call).
+      const snapshot = flags.dryRun === true ? undefined : context.snapshots.begin({ mqttInstanceId: flags.instance, caSn: flags.caSn }, 'enqueue-ca');
+      const listing = await listCaDevices(
+        caller,
+        api,
+        { mqttInstanceId: flags.instance, caSn: flags.caSn, pageSize },
+        listFile,
+        (listed, pageNo) => progressLine.update(`listing ${flags.caSn}: ${listed} devices (page ${pageNo})`),
+        snapshot,
       );
       const listed = listing.devices;
       progressLine.update(`listed ${listed} devices`, true);
@@ -294,15 +333,12 @@ async function enqueueCa(flags: EnqueueCaFlags): Promise<number> {
       planStream(flags).write(formatPlan(plan));
       await consent(flags, `${action} these ${listed} device certificates?`);
 
-      const { order, audit } = reportStores(context);
-      const batchId = await context.batches.create({ name: flags.name ?? `everything under CA ${flags.caSn}`, source: 'ca_listing', action, priority, createdBy: operatorName() });
-      await audit.set(batchId, { ...why, command: commandLine() });
-      async function* items(): AsyncGenerator<InputItem> {
-        for await (const device of readListing(listFile)) {
-          yield { kind: 'device', request: { mqttInstanceId: flags.instance, caSn: device.caSn, deviceSn: device.deviceSn, line: device.position } };
-        }
-      }
-      const summary = await new Enqueuer(context.queue, context.batches, context.results, { highWaterJobs: config.highWaterJobs }).enqueue(batchId, action, order.tap(batchId, action, items()));
+      const intake = new Intake(intakeDeps(context), { highWaterJobs: config.highWaterJobs });
+      const summary: IntakeSummary = await intake.run(
+        { name: flags.name ?? `everything under CA ${flags.caSn}`, source: 'ca_listing', action, priority, verify: flags.verify === true, createdBy: operatorName(), facts: { ...why, command: commandLine() } },
+        listedItems(listFile, flags.instance),
+      );
+      const batchId = summary.batchId;
       await auditCli(context, 'enqueue', batchId, { command: 'enqueue-ca', mqttInstanceId: flags.instance, caSn: flags.caSn, action, priority, listed, accepted: summary.accepted, reason: why.reason, reasonCode: why.reasonCode }, true);
       const result = { batchId, accepted: summary.accepted, rejected: summary.rejected, duplicates: summary.duplicates, listed };
       if (flags.json === true) process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -328,6 +364,8 @@ export function registerEnqueueCommands(program: Command, run: (body: () => Prom
     .option('--name <name>', 'a name for the batch (default: the file name)')
     .option('--reason <text>', 'why (shown in the report header)')
     .option('--reason-code <code>', REASON_CODE_HELP)
+    .option('--snapshot <mode>', 'existence snapshot before the first call: auto (list a CA when that costs at most a tenth of its calls), always or never', 'auto')
+    .option('--verify', 'read each device back after its revocation (two calls per device)')
     .option('--dry-run', 'validate, count and show the plan; enqueue nothing')
     .option('-y, --yes', 'go ahead without asking (required without a terminal)')
     .option('--json', 'print {"batchId","accepted","rejected","duplicates"}')
@@ -345,6 +383,7 @@ export function registerEnqueueCommands(program: Command, run: (body: () => Prom
     .option('--reason-code <code>', REASON_CODE_HELP)
     .option('--no-preflight', 'skip the GetCaCertificate check before listing')
     .option('--page-size <n>', 'devices per listing page (1-100)', '100')
+    .option('--verify', 'read each device back after its revocation (two calls per device)')
     .option('--dry-run', 'list and show the plan; enqueue nothing')
     .option('-y, --yes', 'go ahead without asking (required without a terminal)')
     .option('--json', 'print {"batchId","accepted","rejected","duplicates","listed"}')

@@ -14,6 +14,10 @@ import type { ResultRecord } from '../../src/results/result-record.js';
 import type { Context } from '../../src/runtime/context.js';
 import { enqueueDevices, startPipeline, type Pipeline } from '../helpers/pipeline.js';
 import { waitFor } from '../helpers/redis.js';
+import { spawnTs } from '../helpers/processes.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const INSTANCE = 'mqtt-cn-snapshot01';
 const LISTED_CA = 'ca0000000snapshot1';
@@ -70,5 +74,29 @@ describe('outcomes decided by an existence snapshot', () => {
     for (const device of neverRegistered) expect(records.get(device.deviceSn)?.outcome).toBe('not_found');
     for (const device of registered) expect(records.get(device.deviceSn)?.outcome).toBe('deleted');
     expect(emulator.registry.has(INSTANCE, LISTED_CA, dropped!)).toBe(false);
+  });
+
+  it('revoker enqueue --snapshot always --verify: lists the CA first, and every record carries its read-back', async () => {
+    const ca = 'ca000000snapshotcli';
+    const devices = generateDevices({ mqttInstanceId: INSTANCE, caSn: ca, count: 6, prefix: 'snapcli' });
+    for (const device of devices.slice(0, 5)) emulator.registry.addDevice(device);
+    const dir = await mkdtemp(join(tmpdir(), 'revoker-snapshot-cli-'));
+    try {
+      const file = join(dir, 'devices.csv');
+      await writeFile(file, `DeviceSn\n${devices.map((device) => device.deviceSn).join('\n')}\n`);
+      const child = spawnTs('src/cli/main.ts', ['enqueue', file, '--instance', INSTANCE, '--ca-sn', ca, '--snapshot', 'always', '--verify', '--yes', '--json'], pipeline.env);
+      expect(await child.exited).toBe(0);
+      expect(child.output()).toContain(`existence snapshot of ${INSTANCE}/${ca}: 5 devices in 1 page(s)`);
+      const { batchId } = JSON.parse(child.output().trim().split('\n').at(-1)!) as { batchId: string };
+      expect(await context.snapshots.list(INSTANCE, ca)).toMatchObject([{ devices: 5, completedAt: expect.any(Number) as number }]);
+      await waitFor(async () => (await context.batches.get(batchId))?.state === 'completed', 'the batch to complete', 60_000);
+      const records: ResultRecord[] = [];
+      for await (const record of context.results.scan(batchId)) records.push(record as ResultRecord);
+      expect(records).toHaveLength(6);
+      for (const record of records) expect(record.verification).toBe('absent');
+      expect(records.filter((record) => record.outcome === 'not_found')).toHaveLength(1);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
