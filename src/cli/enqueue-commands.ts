@@ -23,9 +23,12 @@ import { validateCaSn, validateInstanceId } from '../producer/device-validation.
 import type { EnqueueProgress } from '../producer/enqueuer.js';
 import { Intake, intakeDeps, type IntakeSummary } from '../producer/intake.js';
 import { parsePriority, type BatchPriority } from '../queue/priority.js';
-import { openApiCaller } from './api-caller.js';
+import { openApiCaller, type ApiCaller } from './api-caller.js';
+import { escapeControl } from './terminal-text.js';
+import type { Config } from '../config/config.js';
+import type { Context } from '../runtime/context.js';
 import { listCaDevices, readListing } from './ca-listing.js';
-import { snapshotModeFlag, takeSnapshots } from './snapshot-step.js';
+import { pageAllowance, snapshotModeFlag, takeSnapshots, type SnapshotMode } from './snapshot-step.js';
 import { auditCli } from './cli-actor.js';
 import { CliError, EXIT, loadConfig, withContext } from './cli-context.js';
 import { confirmYes, requireConsentPossible } from './consent.js';
@@ -193,24 +196,8 @@ async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
       await consent(flags, `${action} these ${counter.devices} device certificates?`);
     }
     if (snapshotMode !== 'never') {
-      // Before the first call: list the CAs whose listing costs at most a tenth of their calls (auto).
       perCa ??= (await planCsv(file, csvOptions, () => undefined)).counter.perCa;
-      const snapshotLine = new ProgressLine(process.stderr);
-      const api = new CertificateApi({ endpoint: config.apiEndpoint, protocol: config.apiProtocol, timeoutMs: config.apiTimeoutMs, credentials: config.credentials });
-      const caller = await openApiCaller(context, api, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'revoker-enqueue'));
-      try {
-        const taken = await takeSnapshots(caller, api, context.snapshots, perCa, { mode: snapshotMode, pageSize: 100, source: `enqueue ${resolve(file)}`, onProgress: (text) => snapshotLine.update(text) });
-        snapshotLine.done();
-        for (const snapshot of taken) {
-          process.stderr.write(`existence snapshot of ${snapshot.mqttInstanceId}/${snapshot.caSn}: ${snapshot.listed} devices in ${snapshot.pages} page(s)${snapshot.complete ? '' : ' (stopped at a tenth of the batch\'s calls: proves presence only)'}\n`);
-        }
-      } catch (error) {
-        // Evidence only: a listing that fails leaves lost answers `gone`, it never stops a revocation.
-        snapshotLine.done();
-        process.stderr.write(`revoker: warning: existence snapshot not taken (${error instanceof Error ? error.message : String(error)}); going on without it\n`);
-      } finally {
-        await caller.close();
-      }
+      await snapshotBeforeFirstCall(context, config, perCa, snapshotMode, resolve(file), flags.json === true);
     }
 
     const progressLine = new ProgressLine(process.stderr);
@@ -243,6 +230,32 @@ async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
     }
     return EXIT.ok;
   });
+}
+
+/**
+ * `--snapshot`: before the batch's first call, lists the CAs whose listing the mode allows (auto:
+ * at most a tenth of their calls). Evidence only: a listing that cannot be made (no API, no
+ * credentials, refused) is a warning, never a reason not to revoke.
+ */
+async function snapshotBeforeFirstCall(context: Context, config: Config, perCa: ReadonlyMap<string, number>, mode: SnapshotMode, file: string, quiet: boolean): Promise<void> {
+  const wanted = new Map([...perCa].filter(([, devices]) => pageAllowance(mode, devices) >= 1));
+  if (wanted.size === 0) return;
+  const line = new ProgressLine(process.stderr);
+  let caller: ApiCaller | null = null;
+  try {
+    const api = new CertificateApi({ endpoint: config.apiEndpoint, protocol: config.apiProtocol, timeoutMs: config.apiTimeoutMs, credentials: config.credentials });
+    caller = await openApiCaller(context, api, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'revoker-enqueue'));
+    const taken = await takeSnapshots(caller, api, context.snapshots, wanted, { mode, pageSize: 100, source: `enqueue ${file}`, onProgress: (text) => line.update(text) });
+    line.done();
+    for (const snapshot of quiet ? [] : taken) {
+      process.stderr.write(`existence snapshot of ${snapshot.mqttInstanceId}/${snapshot.caSn}: ${snapshot.listed} devices in ${snapshot.pages} page(s)${snapshot.complete ? '' : " (stopped at a tenth of the batch's calls: proves presence only)"}\n`);
+    }
+  } catch (error) {
+    line.done();
+    process.stderr.write(`revoker: warning: existence snapshot not taken (${escapeControl(error instanceof Error ? error.message : String(error))}); going on without it\n`);
+  } finally {
+    await caller?.close();
+  }
 }
 
 interface EnqueueCaFlags {

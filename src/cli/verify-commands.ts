@@ -20,7 +20,7 @@ import type { Batch } from '../batches/batch.js';
 import { CertificateApi } from '../cloud/certificate-api.js';
 import { createLogger } from '../logging/logger.js';
 import type { InputItem } from '../producer/device-request.js';
-import { Enqueuer } from '../producer/enqueuer.js';
+import { Intake, intakeDeps } from '../producer/intake.js';
 import { parsePublicKey, SigningKeyError } from '../report/report-signature.js';
 import { reportStores } from '../report/report-stores.js';
 import { verifyReport, type ReportVerification } from '../report/report-verifier.js';
@@ -230,7 +230,18 @@ async function verifyBatch(batchId: string, flags: VerifyFlags): Promise<number>
   });
 }
 
-/** Enqueues the found devices into a new batch linked to `batch`; returns its id. */
+/** The found devices as input items, in the order they were found (each one's position is its line). */
+async function* foundItems(foundFile: string): AsyncGenerator<InputItem> {
+  let position = 0;
+  for await (const text of createInterface({ input: createReadStream(foundFile), crlfDelay: Infinity })) {
+    if (text === '') continue;
+    position += 1;
+    const device = JSON.parse(text) as { mqttInstanceId: string; caSn: string; deviceSn: string };
+    yield { kind: 'device', request: { mqttInstanceId: device.mqttInstanceId, caSn: device.caSn, deviceSn: device.deviceSn, line: position } };
+  }
+}
+
+/** Enqueues the found devices into a new batch linked to `batch` (through the intake); returns its id. */
 async function requeue(
   context: Context,
   batch: Batch,
@@ -257,32 +268,24 @@ async function requeue(
   if (options.flags.yes !== true && !(await confirmYes(`${batch.action} these ${count} device certificates?`))) {
     throw new CliError('not confirmed: nothing was requeued', EXIT.incomplete);
   }
-  const { audit, order } = reportStores(context);
-  const batchId = await context.batches.create({
-    name: `re-revocation of ${count} devices found by verify of ${batch.id}`,
-    // The batch record has no "verify" source yet: the new batch keeps the first one's.
-    source: batch.source,
-    action: batch.action,
-    priority: options.priority,
-    createdBy: operatorName(),
-  });
-  await audit.set(batchId, {
-    reason: options.why.reason ?? `found ${batch.action === 'delete' ? 'registered' : 'active'} again by revoker verify of ${batch.id}`,
-    reasonCode: options.why.reasonCode ?? (await audit.get(batch.id)).reasonCode,
-    command: commandLine(),
-    linkedBatchId: batch.id,
-  });
-  await audit.addFollowUp(batch.id, batchId);
-  async function* items(): AsyncGenerator<InputItem> {
-    let position = 0;
-    for await (const text of createInterface({ input: createReadStream(foundFile), crlfDelay: Infinity })) {
-      if (text === '') continue;
-      position += 1;
-      const device = JSON.parse(text) as { mqttInstanceId: string; caSn: string; deviceSn: string };
-      yield { kind: 'device', request: { mqttInstanceId: device.mqttInstanceId, caSn: device.caSn, deviceSn: device.deviceSn, line: position } };
-    }
-  }
-  const summary = await new Enqueuer(context.queue, context.batches, context.results, { highWaterJobs: context.config.highWaterJobs }).enqueue(batchId, batch.action, order.tap(batchId, batch.action, items()));
+  const { audit } = reportStores(context);
+  const reason = options.why.reason ?? `found ${batch.action === 'delete' ? 'registered' : 'active'} again by revoker verify of ${batch.id}`;
+  const reasonCode = options.why.reasonCode ?? (await audit.get(batch.id)).reasonCode;
+  const intake = new Intake(intakeDeps(context), { highWaterJobs: context.config.highWaterJobs });
+  const summary = await intake.run(
+    {
+      name: `re-revocation of ${count} devices found by verify of ${batch.id}`,
+      // The batch record has no "verify" source yet: the new batch keeps the first one's.
+      source: batch.source,
+      action: batch.action,
+      priority: options.priority,
+      createdBy: operatorName(),
+      // The intake also lists the new batch among the first one's follow-ups.
+      facts: { reason, reasonCode, command: commandLine(), linkedBatchId: batch.id },
+    },
+    foundItems(foundFile),
+  );
+  const batchId = summary.batchId;
   await auditCli(context, 'enqueue', batchId, { command: 'verify --requeue', linkedBatchId: batch.id, action: batch.action, priority: options.priority, accepted: summary.accepted, reason: options.why.reason, reasonCode: options.why.reasonCode }, true);
   return batchId;
 }

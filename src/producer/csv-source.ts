@@ -1,8 +1,8 @@
 // Reads device rows from a CSV file as a stream: header mapping, per-row validation, and recovery
-// from malformed rows so that one bad line never costs the rest of a million-row file.
-import { parse } from 'csv-parse';
-import type { CsvError, InfoRecord, Parser } from 'csv-parse';
+// from malformed rows, so that one bad row never costs the rest of a million-row file and no line
+// inside a quoted cell ever becomes a row (csv-tokenizer.ts).
 import { CsvInputError } from './csv-input-error.js';
+import { CsvTokenizer, describeSpan, type CsvEvent } from './csv-tokenizer.js';
 import type { InputItem } from './device-request.js';
 import {
   normaliseIdentifier,
@@ -21,9 +21,9 @@ export interface CsvSourceOptions {
   /** A row with a cell longer than this many bytes of UTF-8 is rejected. Default 4096. */
   maxFieldBytes?: number;
   /**
-   * A record longer than this (csv-parse's `max_record_size`, counted over its cells) is rejected
-   * and reading goes on at the next line; it also bounds how far an unclosed quote can swallow
-   * the lines after it. Default 65536.
+   * A record longer than this many bytes is rejected whole, with every line it spans (a quoted
+   * cell can span many), and reading goes on after it; only this much of a record is ever held
+   * in memory. Default 65536.
    */
   maxRecordBytes?: number;
 }
@@ -59,242 +59,7 @@ export function canonicalHeaderName(cell: string): string {
 
 // How much of the file is inspected for binary content before parsing begins.
 const SNIFF_BYTES = 8192;
-const LF = 0x0a;
-const CR = 0x0d;
-const QUOTE = 0x22;
 const REPLACEMENT_CHAR = '\uFFFD';
-const MALFORMED_QUOTING = 'row has malformed quoting (a quote inside an unquoted cell, or text after a closing quote)';
-
-type RawEvent =
-  | { kind: 'record'; fields: string[]; line: number }
-  | { kind: 'broken'; line: number; reason: string };
-
-interface SkipState {
-  error: CsvError;
-  /** Physical line on which the broken record starts: the line being skipped. */
-  line: number;
-  /** Absolute offset from which to go on looking for the end of that line. */
-  scanFrom: number;
-  /** Quote bytes seen on that line so far: an odd count means a quote that never closed. */
-  quotes: number;
-}
-
-/**
- * Turns bytes into records with physical line numbers, on top of csv-parse's streaming parser.
- *
- * Why not csv-parse's own error recovery: with `skip_records_with_error`, csv-parse 7 leaves
- * its buffers inconsistent after `CSV_MAX_RECORD_SIZE` (the rest of the file is lost or repeated),
- * keeps parsing in quoted mode after a bad quote, and its `lines` counts a CRLF inside a quoted
- * field as two lines. So each parser is used only until its first error: the failed record's
- * first physical line is dropped and a fresh parser starts on the next line, fed from a window of
- * the bytes received since the last good record (bounded by `max_record_size`, since a record
- * longer than that fails). Writes and flushes are synchronous, so `on_record`/`on_skip` see
- * records and errors in file order.
- */
-class RecoveringCsvParser {
-  private parser: Parser | undefined;
-  private failure: CsvError | undefined;
-  private events: RawEvent[] = [];
-  /** Bytes received from absolute offset `windowStart` onwards that may still be re-parsed. */
-  private window: Buffer = Buffer.alloc(0);
-  private windowStart = 0;
-  /** Where the current parser's input starts. */
-  private base = { offset: 0, line: 1 };
-  /** CRLF pairs inside fields parsed by the current parser: csv-parse counted each as 2 lines. */
-  private crlfInFields = 0;
-  /** Just after the last complete record (or restart point): the line the next record starts on at the earliest. */
-  private lastGood = { offset: 0, line: 1 };
-  private skip: SkipState | undefined;
-  private ended = false;
-
-  constructor(private readonly maxRecordBytes: number) {
-    this.startParser(0, 1, true);
-  }
-
-  /** Physical line where reading would resume: used to say where an unreadable input stopped. */
-  get nextLine(): number {
-    return this.skip?.line ?? this.lastGood.line;
-  }
-
-  push(chunk: Buffer): RawEvent[] {
-    this.window = this.window.length === 0 ? chunk : Buffer.concat([this.window, chunk]);
-    if (this.skip === undefined && this.parser !== undefined) this.parser.write(chunk);
-    this.recover();
-    this.trimWindow();
-    return this.takeEvents();
-  }
-
-  async end(): Promise<RawEvent[]> {
-    this.ended = true;
-    this.recover();
-    while (this.parser !== undefined) {
-      const parser = this.parser;
-      await new Promise<void>((resolve) => parser.end(() => resolve()));
-      if (this.failure === undefined) {
-        this.parser = undefined;
-        break;
-      }
-      this.recover();
-    }
-    this.window = Buffer.alloc(0);
-    return this.takeEvents();
-  }
-
-  destroy(): void {
-    this.parser?.destroy();
-    this.parser = undefined;
-  }
-
-  private takeEvents(): RawEvent[] {
-    const events = this.events;
-    this.events = [];
-    return events;
-  }
-
-  private startParser(offset: number, line: number, first: boolean): void {
-    this.base = { offset, line };
-    this.crlfInFields = 0;
-    const parser: Parser = parse({
-      bom: first,
-      relax_column_count: true,
-      skip_empty_lines: true,
-      // Unquoted cells lose surrounding spaces, as a spreadsheet user expects; quoted cells keep
-      // them (identifiers are trimmed again by the validators).
-      trim: true,
-      skip_records_with_error: true,
-      // Explicit, so that a file mixing CRLF and LF lines is split on both: auto-discovery
-      // would fix the delimiter from the first line.
-      record_delimiter: ['\r\n', '\n', '\r'],
-      max_record_size: this.maxRecordBytes,
-      // `info: true` would give the same Info as this context, wrapped around the record.
-      on_record: (fields: string[], context: InfoRecord) => {
-        if (this.parser === parser && this.failure === undefined) this.onRecord(fields, context);
-        return null; // nothing is buffered in the stream: records leave through `events`
-      },
-      on_skip: (error: CsvError | undefined) => {
-        if (this.parser === parser && this.failure === undefined) {
-          this.failure = error ?? unknownCsvError();
-        }
-        return undefined;
-      },
-    });
-    parser.on('error', (error: unknown) => {
-      if (this.parser === parser && this.failure === undefined) {
-        this.failure = error instanceof Error ? (error as CsvError) : unknownCsvError();
-      }
-    });
-    this.parser = parser;
-  }
-
-  private onRecord(fields: string[], context: InfoRecord): void {
-    let breaks = 0;
-    for (const field of fields) {
-      if (!field.includes('\n') && !field.includes('\r')) continue;
-      const crlf = field.split('\r\n').length - 1;
-      this.crlfInFields += crlf;
-      breaks += (field.match(/\r\n|\r|\n/g) ?? []).length;
-    }
-    // `lines` is 1-based within this parser's input and is still on the record's last line.
-    const endLine = this.base.line + context.lines - 1 - this.crlfInFields;
-    this.lastGood = { offset: this.base.offset + context.bytes, line: endLine + 1 };
-    this.events.push({ kind: 'record', fields, line: endLine - breaks });
-  }
-
-  /** After a parse error: skip the failed record's first line and restart just after it. */
-  private recover(): void {
-    for (;;) {
-      if (this.failure !== undefined) this.beginSkip(this.failure);
-      const skip = this.skip;
-      if (skip === undefined) return;
-      const found = this.findLineEnd(skip);
-      if (found === 'wait') return;
-      this.events.push({ kind: 'broken', line: skip.line, reason: this.brokenReason(skip) });
-      this.skip = undefined;
-      if (found === 'eof') {
-        this.lastGood = { offset: this.windowStart + this.window.length, line: skip.line + 1 };
-        return;
-      }
-      this.lastGood = { offset: found, line: skip.line + 1 };
-      this.startParser(found, skip.line + 1, false);
-      const rest = this.window.subarray(found - this.windowStart);
-      if (rest.length > 0) this.parser?.write(rest);
-    }
-  }
-
-  private beginSkip(error: CsvError): void {
-    this.failure = undefined;
-    this.destroy();
-    // The broken record starts at the first non-blank byte after the last good record.
-    let index = this.lastGood.offset - this.windowStart;
-    let line = this.lastGood.line;
-    while (index < this.window.length) {
-      const byte = this.window[index];
-      if (byte === CR) {
-        line += 1;
-        if (this.window[index + 1] === LF) index += 1;
-      } else if (byte === LF) {
-        line += 1;
-      } else if (byte !== 0x20 && byte !== 0x09) {
-        break;
-      }
-      index += 1;
-    }
-    this.skip = { error, line, scanFrom: this.windowStart + index, quotes: 0 };
-  }
-
-  /** Offset just past the end of the skipped line, 'eof' when the file ends on it, 'wait' for more bytes. */
-  private findLineEnd(skip: SkipState): number | 'eof' | 'wait' {
-    for (let index = skip.scanFrom - this.windowStart; index < this.window.length; index += 1) {
-      const byte = this.window[index];
-      if (byte === LF) return this.windowStart + index + 1;
-      if (byte === CR) {
-        if (index + 1 < this.window.length) {
-          return this.windowStart + index + (this.window[index + 1] === LF ? 2 : 1);
-        }
-        if (this.ended) return this.windowStart + index + 1;
-        skip.scanFrom = this.windowStart + index; // decide CR vs CRLF when the next byte comes
-        return 'wait';
-      }
-      if (byte === QUOTE) skip.quotes += 1;
-    }
-    if (this.ended) return 'eof';
-    skip.scanFrom = this.windowStart + this.window.length;
-    return 'wait';
-  }
-
-  private brokenReason(skip: SkipState): string {
-    const unclosedQuote = skip.quotes % 2 === 1;
-    switch (skip.error.code) {
-      case 'CSV_QUOTE_NOT_CLOSED':
-        return 'row has a quote that is never closed; this line was skipped and reading went on at the next line';
-      case 'CSV_MAX_RECORD_SIZE':
-        return unclosedQuote
-          ? `row has a quote that is not closed within ${this.maxRecordBytes} bytes; this line was skipped and reading went on at the next line`
-          : `row is longer than ${this.maxRecordBytes} bytes`;
-      case 'CSV_INVALID_CLOSING_QUOTE':
-      case 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE':
-        // An odd quote count means the cell ran into the next line, whose own quote "closed" it.
-        if (unclosedQuote) return 'row has an unmatched quote; this line was skipped and reading went on at the next line';
-        return MALFORMED_QUOTING;
-      case 'INVALID_OPENING_QUOTE':
-        return MALFORMED_QUOTING;
-      default:
-        return `row could not be parsed (${String(skip.error.code)})`;
-    }
-  }
-
-  /** Drops the bytes no restart can need any more. */
-  private trimWindow(): void {
-    const keepFrom = this.skip?.scanFrom ?? this.lastGood.offset;
-    if (keepFrom <= this.windowStart) return;
-    this.window = this.window.subarray(Math.min(keepFrom - this.windowStart, this.window.length));
-    this.windowStart = keepFrom;
-  }
-}
-
-function unknownCsvError(): CsvError {
-  return Object.assign(new Error('unknown CSV error'), { code: 'CSV_UNKNOWN_ERROR' }) as CsvError;
-}
 
 interface ColumnMap {
   /** Index of each known column in the records, when present. */
@@ -459,7 +224,9 @@ async function* chunksOf(input: NodeJS.ReadableStream | AsyncIterable<Buffer | s
  * skipped. Throws {@link CsvInputError} — only before yielding anything — when the file as a whole
  * cannot be used: empty, binary, UTF-16, a header without DeviceSn, or a needed column missing with
  * no default. After the first item it never throws: a malformed row is reported and reading goes
- * on at the next line, and an input that fails mid-way ends with a rejected row saying where.
+ * on after it (a malformed quoted cell is refused with every line it spans, see `CsvTokenizer`:
+ * no line inside a cell ever becomes a row), and an input that fails mid-way ends with a rejected
+ * row saying where.
  * Duplicates are not removed here.
  */
 export async function* readDeviceCsv(
@@ -467,21 +234,24 @@ export async function* readDeviceCsv(
   options: CsvSourceOptions = {},
 ): AsyncGenerator<InputItem> {
   const resolved = resolveOptions(options);
-  const parser = new RecoveringCsvParser(resolved.maxRecordBytes);
+  const parser = new CsvTokenizer(resolved.maxRecordBytes);
   const source = chunksOf(input);
   let columns: ColumnMap | undefined;
   let yielded = false;
 
-  function* items(events: RawEvent[]): Generator<InputItem> {
+  function* items(events: CsvEvent[]): Generator<InputItem> {
     for (const event of events) {
       if (columns === undefined) {
         if (event.kind === 'broken') {
-          throw new CsvInputError('NOT_CSV', `the header row (line ${event.line}) cannot be read: ${event.reason}`);
+          throw new CsvInputError('NOT_CSV', `the header row (line ${event.line}) cannot be read: ${describeSpan(event, resolved.maxRecordBytes)}`);
         }
         columns = readHeader(event.fields, event.line, resolved);
         continue;
       }
-      const item = event.kind === 'broken' ? { kind: 'rejected' as const, row: { line: event.line, reason: event.reason } } : toItem(event.fields, event.line, columns, resolved);
+      const item =
+        event.kind === 'broken'
+          ? { kind: 'rejected' as const, row: { line: event.line, reason: describeSpan(event, resolved.maxRecordBytes) } }
+          : toItem(event.fields, event.line, columns, resolved);
       if (item !== undefined) yield item;
     }
   }
@@ -524,7 +294,7 @@ export async function* readDeviceCsv(
       }
       if (next.done) break;
     }
-    for (const item of items(await parser.end())) {
+    for (const item of items(parser.end())) {
       yielded = true;
       yield item;
     }
@@ -532,7 +302,6 @@ export async function* readDeviceCsv(
       throw new CsvInputError('EMPTY_FILE', 'the file is empty: there is no header row');
     }
   } finally {
-    parser.destroy();
     // Closes the input when the consumer stopped early (a no-op once it is exhausted).
     await source.return(undefined);
   }

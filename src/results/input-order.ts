@@ -1,8 +1,13 @@
 /**
  * The input order of a batch's devices, so that a report lists them as the input had them and
  * its hash chain runs in a fixed order. A sorted set per batch (`<batch key>:order`): member =
- * the device's field in the results hash (its job id), score = its input line (CSV physical
- * line, or webhook entry index). `ZADD NX` keeps a device's first line when it repeats.
+ * the device's field in the results hash (its revocation id), score = its input line (CSV
+ * physical line, webhook entry index, CA listing position). `ZADD NX` keeps a device's first line
+ * when it repeats.
+ *
+ * The intake writes it (src/producer/intake.ts): REGISTER records each chunk's lines in the same
+ * script that accepts its devices, so every source gets it and no round trip is added. `record`
+ * and `tap` are for code that registers devices some other way.
  *
  * A report pages through it (ZRANGE) and fetches each page's records: memory stays at one page
  * whatever the batch size. Redis pays for it: measured 134 bytes per device (a 1,000,000-device
@@ -15,6 +20,11 @@ import type { InputItem } from '../producer/device-request.js';
 import type { RevocationAction } from '../cloud/certificate-api.js';
 import type { PendingRecord, ResultRecord } from './result-record.js';
 
+/** The key of a batch's input order (REGISTER writes it too). */
+export function inputOrderKey(keys: Keys, batchId: string): string {
+  return `${keys.batch(batchId)}:order`;
+}
+
 /** One device's place in the input. */
 export interface OrderEntry {
   field: string;
@@ -26,23 +36,23 @@ export class InputOrder {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
-    private readonly retentionDays: number,
+    // Unused since the order lives as long as its batch; kept so that callers need not change.
+    _retentionDays?: number,
   ) {}
 
   private key(batchId: string): string {
-    return `${this.keys.batch(batchId)}:order`;
+    return inputOrderKey(this.keys, batchId);
   }
 
-  /** Records where these devices were in the input (a device already placed keeps its line). */
+  /**
+   * Records where these devices were in the input (a device already placed keeps its line). No
+   * TTL: the order lives as long as its batch (finish-batch.lua gives it the batch's retention).
+   */
   async record(batchId: string, entries: readonly OrderEntry[]): Promise<void> {
     if (entries.length === 0) return;
     const args: (string | number)[] = [];
     for (const entry of entries) args.push(entry.line, entry.field);
-    await this.redis
-      .multi()
-      .zadd(this.key(batchId), 'NX', ...args)
-      .expire(this.key(batchId), this.retentionDays * 86_400)
-      .exec();
+    await this.redis.zadd(this.key(batchId), 'NX', ...args);
   }
 
   /** How many devices have a recorded place. */
@@ -92,7 +102,8 @@ export class InputOrder {
 
   /**
    * Passes `items` through unchanged while recording the devices' lines, in chunks of
-   * `chunkSize` (the Enqueuer's). Wrap a producer's input with it before enqueueing.
+   * `chunkSize`, one round trip each. Only for an `Enqueuer` used without the intake (tests,
+   * scripts): the intake records the order in its REGISTER round trip.
    */
   async *tap(batchId: string, action: RevocationAction, items: AsyncIterable<InputItem> | Iterable<InputItem>, chunkSize = 500): AsyncGenerator<InputItem> {
     let buffer: OrderEntry[] = [];

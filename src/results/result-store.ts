@@ -21,6 +21,18 @@ import type { Keys } from '../queue/keys.js';
 import { parsePriority, type BatchPriority } from '../queue/priority.js';
 import type { BatchState } from '../batches/batch.js';
 import type { PendingRecord, ResultRecord } from './result-record.js';
+import {
+  parseRegisterAnswer,
+  REGISTER_FLAGS,
+  registerArgs,
+  registerKeys,
+  type RegisterAnswer,
+  type RegisterChunk,
+  type RegisterChunkAnswer,
+  type RegisterEntry,
+  type RegisterFlag,
+  type RegisterMode,
+} from './register-request.js';
 
 /** How long a producer counts as alive after its last sign (a chunk registered, a wait for room). */
 export const PRODUCER_HEARTBEAT_MS = 60_000;
@@ -46,35 +58,7 @@ export function batchKeyList(keys: Keys, batchId: string): string[] {
   return [keys.batch(batchId), keys.results(batchId), keys.rejected(batchId), keys.parked(batchId), keys.instances(batchId), keys.producer(batchId), keys.eventsOutbox()];
 }
 
-/** What the producer does with a device after registering it. */
-export type RegisterFlag =
-  /** Already in this batch: count it, queue nothing. */
-  | 'duplicate'
-  /** New revocation job: add it (its id is given). */
-  | 'queue'
-  /** Another batch's job for the same revocation is open: this batch subscribed to it. */
-  | 'following'
-  /** As `following`, and that job is parked (its batches are paused): wake it, this batch runs. */
-  | 'following_parked'
-  /** A record outside the ledger (no job): accepted. */
-  | 'recorded';
-
-const REGISTER_FLAGS: Record<number, RegisterFlag> = { 0: 'duplicate', 1: 'queue', 2: 'following', 3: 'following_parked' };
-
-/** One device's answer from `registerRevocations`. */
-export interface RegisterAnswer {
-  flag: RegisterFlag;
-  /** The job to add (`queue`) or that this batch now follows; '' for duplicates. */
-  jobId: string;
-}
-
-/** A device to register: its field (revocation id), placeholder and instance. */
-export interface RegisterEntry {
-  field: string;
-  placeholder: string;
-  /** Counted per batch, to tell the batch's usual instance from a row's override. */
-  instance?: string;
-}
+export type { RegisterAnswer, RegisterChunk, RegisterChunkAnswer, RegisterEntry, RegisterFlag, RejectedEntry } from './register-request.js';
 
 /** A subscriber of a revocation job as a run sees it. */
 export interface SubscriberState {
@@ -160,37 +144,42 @@ export class ResultStore {
   }
 
   /**
-   * Accepts devices into a batch and subscribes it to their revocations, opening a job generation
-   * where none is open; says per device what the producer must do (see `RegisterFlag`). Counters
-   * `accepted` and `duplicates` move accordingly, the producer heartbeat is refreshed. Sending the
-   * same `requestId` again returns the first answer and changes nothing.
+   * Registers one chunk of a batch's input in one round trip (lua/register.lua): accepts its
+   * devices and subscribes the batch to their revocations, opening a job generation where none is
+   * open (see `RegisterFlag` for what the producer must then do); records the input line of each
+   * device that carries one and the chunk's rejected rows; moves the counters and refreshes the
+   * producer heartbeat. A cancelled batch takes nothing (`answers` is empty). Sending the same
+   * `requestId` again returns the first answer and changes nothing.
+   */
+  async registerChunk(batchId: string, chunk: RegisterChunk, requestId: string = randomUUID()): Promise<RegisterChunkAnswer> {
+    return this.registerRaw('ledger', batchId, chunk, requestId);
+  }
+
+  /**
+   * `registerChunk` for devices alone, answering per device. Throws when the batch is cancelled
+   * (nothing was registered).
    */
   async registerRevocations(batchId: string, devices: readonly RegisterEntry[], requestId: string = randomUUID()): Promise<RegisterAnswer[]> {
     if (devices.length === 0) return [];
-    const flat = await this.registerRaw('ledger', batchId, devices, requestId);
-    const answers: RegisterAnswer[] = [];
-    for (let i = 0; i < flat.length; i += 2) answers.push({ flag: REGISTER_FLAGS[Number(flat[i])] ?? 'duplicate', jobId: String(flat[i + 1] ?? '') });
-    return answers;
+    const answer = await this.registerRaw('ledger', batchId, { devices }, requestId);
+    if (answer.answers.length !== devices.length) throw new Error(`batch ${batchId} is ${answer.state || 'gone'}: no device was registered`);
+    return answer.answers;
   }
 
   /**
    * Accepts devices into a batch as records that no revocation job will write (a CA deletion's
-   * devices: the CLI writes them with `finalize`). Duplicates are counted.
+   * devices: the CLI writes them with `finalize`), with their input lines when given. Duplicates
+   * are counted.
    */
   async register(batchId: string, devices: readonly RegisterEntry[]): Promise<RegisterFlag[]> {
     if (devices.length === 0) return [];
-    const flat = await this.registerRaw('records', batchId, devices, randomUUID());
-    const flags: RegisterFlag[] = [];
-    for (let i = 0; i < flat.length; i += 2) flags.push(Number(flat[i]) === 0 ? 'duplicate' : 'recorded');
-    return flags;
+    return (await this.registerRaw('records', batchId, { devices }, randomUUID())).answers.map((answer) => answer.flag);
   }
 
-  private registerRaw(mode: 'ledger' | 'records', batchId: string, devices: readonly RegisterEntry[], requestId: string): Promise<(string | number)[]> {
-    const keys = [this.keys.batch(batchId), this.keys.results(batchId), this.keys.registerRequest(requestId), this.keys.instances(batchId), this.keys.producer(batchId)];
-    if (mode === 'ledger') for (const device of devices) keys.push(this.keys.revocation(device.field));
-    const args: (string | number)[] = [this.keys.prefix, batchId, mode, PRODUCER_HEARTBEAT_MS, Date.now(), devices.length];
-    for (const device of devices) args.push(device.field, device.placeholder, device.instance ?? '');
-    return this.run('register', keys, args);
+  private async registerRaw(mode: RegisterMode, batchId: string, chunk: RegisterChunk, requestId: string): Promise<RegisterChunkAnswer> {
+    const keys = registerKeys(this.keys, mode, batchId, requestId, chunk.devices);
+    const flat = await this.run<(string | number)[]>('register', keys, registerArgs(this.keys.prefix, mode, batchId, chunk, PRODUCER_HEARTBEAT_MS, Date.now()));
+    return parseRegisterAnswer(flat, mode, chunk.devices);
   }
 
   /**

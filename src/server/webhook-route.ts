@@ -15,7 +15,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import { checkCallbackUrl, resolvePinned, systemLookup, type CallbackPolicy, type HostLookup } from '../events/callback-policy.js';
 import type { InputItem } from '../producer/device-request.js';
-import { Enqueuer } from '../producer/enqueuer.js';
+import { Intake, intakeDeps } from '../producer/intake.js';
 import { parseRevocationBody, type ParsedRevocation } from '../producer/webhook-body.js';
 import type { Context } from '../runtime/context.js';
 import { errorBody, sendError } from './http-error.js';
@@ -83,11 +83,23 @@ function repeatedSignedHeader(rawHeaders: readonly string[]): string | undefined
   return undefined;
 }
 
+/** The body's entries in body order (devices and refused entries by their index in `deviceSns`). */
 function toItems(parsed: ParsedRevocation): InputItem[] {
-  return [
-    ...parsed.requests.map((request): InputItem => ({ kind: 'device', request })),
-    ...parsed.rejected.map((row): InputItem => ({ kind: 'rejected', row })),
-  ];
+  const items: InputItem[] = [];
+  let device = 0;
+  let refused = 0;
+  while (device < parsed.requests.length || refused < parsed.rejected.length) {
+    const request = parsed.requests[device];
+    const row = parsed.rejected[refused];
+    if (request !== undefined && (row === undefined || request.line <= row.line)) {
+      items.push({ kind: 'device', request });
+      device += 1;
+    } else if (row !== undefined) {
+      items.push({ kind: 'rejected', row });
+      refused += 1;
+    }
+  }
+  return items;
 }
 
 /** What processing a claimed delivery decided. */
@@ -110,7 +122,7 @@ export function webhookRoutes(deps: WebhookRouteDeps) {
   const lookup = deps.lookup ?? systemLookup;
   // Flow control is the room reservation below, done before anything is written: the enqueue
   // itself must not wait (a delivery answers within the sender's timeout).
-  const enqueuer = new Enqueuer(context.queue, context.batches, context.results, { highWaterJobs: 0 });
+  const intake = new Intake(intakeDeps(context), { highWaterJobs: 0 });
   const deliveriesTotal = new Counter({
     name: 'revoker_webhook_deliveries_total',
     help: 'Signed webhook deliveries by sender and answer status (replays included).',
@@ -186,16 +198,20 @@ export function webhookRoutes(deps: WebhookRouteDeps) {
       release = reservation.release;
     }
     try {
-      const batchId = await context.batches.create({
-        name: value.name ?? `webhook ${webhookId}`,
-        source: 'webhook',
-        action: value.action,
-        // Who sent it, as the matching secret says: never a value the sender chose.
-        createdBy: `webhook:${sender.name}`,
-        ...(value.callbackUrl !== undefined ? { callbackUrl: value.callbackUrl } : {}),
-        ...(value.priority !== undefined ? { priority: value.priority } : {}),
-      });
-      const summary = await enqueuer.enqueue(batchId, value.action, toItems(value));
+      // The intake records the devices in body order: the batch's report lists them so.
+      const summary = await intake.run(
+        {
+          name: value.name ?? `webhook ${webhookId}`,
+          source: 'webhook',
+          action: value.action,
+          // Who sent it, as the matching secret says: never a value the sender chose.
+          createdBy: `webhook:${sender.name}`,
+          ...(value.callbackUrl !== undefined ? { callbackUrl: value.callbackUrl } : {}),
+          ...(value.priority !== undefined ? { priority: value.priority } : {}),
+        },
+        toItems(value),
+      );
+      const batchId = summary.batchId;
       const body: WebhookAccepted = {
         batchId,
         accepted: summary.accepted,

@@ -26,8 +26,15 @@ const CA = 'ca00000000hostile';
 const DEFAULTS: CsvSourceOptions = { defaultInstanceId: INSTANCE, defaultCaSn: CA };
 const MiB = 1024 * 1024;
 const TOO_LONG = 'row is longer than 65536 bytes';
-const UNCLOSED = 'row has a quote that is never closed; this line was skipped and reading went on at the next line';
-const UNMATCHED = 'row has an unmatched quote; this line was skipped and reading went on at the next line';
+/** A quote that never closes: refused from its row to the end of the file. */
+const unclosedSpan = (first: number, last: number) =>
+  `lines ${first}–${last}: a quote opened on line ${first} is never closed; every line from there to the end of the file is inside it, so none of them was read as a row`;
+/** A quoted cell spanning lines with text after its closing quote: refused whole. */
+const malformedSpan = (first: number, last: number) =>
+  `lines ${first}–${last}: row has malformed quoting (text after a closing quote); a quoted cell runs over these lines, so none of them was read as a row`;
+/** A record over the 64 KiB limit spanning lines (a quoted cell): refused whole. */
+const tooLongSpan = (first: number, last: number) =>
+  `lines ${first}–${last}: row is longer than 65536 bytes; a quoted cell runs over these lines, so none of them was read as a row`;
 const MALFORMED = 'row has malformed quoting (a quote inside an unquoted cell, or text after a closing quote)';
 const HEADER_REPEAT = 'row repeats the header (were two files joined?); it names no device';
 
@@ -248,25 +255,42 @@ describe('hostile CSV files through readDeviceCsv', () => {
     expect(summary(await collect(data))).toEqual({ devices: [[2, 'A0000'], [4, 'A0001']], rejected: [[3, MALFORMED]] });
   });
 
-  it('rejects only the line with an unbalanced quote; rows before and after are accepted (exact counts)', async () => {
-    // 50 good rows, a quote that never closes, 50 good rows: the quote must not swallow the rest.
+  it('refuses an unbalanced quote with every line it swallows, never reading them as rows (exact counts)', async () => {
+    // 50 good rows, a quote that never closes, 50 lines that are inside it: one span to the end.
     const unclosed = Buffer.from(`DeviceSn,Note\n${goodLines('P', 50)}P9999,"never closed\n${goodLines('Q', 50)}`);
     const first = summary(await collect(unclosed));
-    expect(first.devices).toEqual([...goodSerials('P', 50, 2), ...goodSerials('Q', 50, 53)]);
-    expect(first.rejected).toEqual([[52, UNCLOSED]]);
+    expect(first.devices).toEqual(goodSerials('P', 50, 2));
+    expect(first.rejected).toEqual([[52, unclosedSpan(52, 102)]]);
 
-    // A stray opening quote "closed" by a quote on a later line: only the first line is lost.
+    // A stray opening quote "closed" by a quote on a later line: the lines in between are the cell.
     const stray = Buffer.from(`DeviceSn,Note\n${goodLines('R', 3)}R9999,"oops\nS0000,fine\nS0001,"quoted"x\n${goodLines('T', 3)}`);
     const second = summary(await collect(stray));
-    expect(second.devices).toEqual([...goodSerials('R', 3, 2), [6, 'S0000'], ...goodSerials('T', 3, 8)]);
-    expect(second.rejected).toEqual([
-      [5, UNMATCHED],
-      [7, MALFORMED],
-    ]);
+    expect(second.devices).toEqual([...goodSerials('R', 3, 2), ...goodSerials('T', 3, 8)]);
+    expect(second.rejected).toEqual([[5, malformedSpan(5, 7)]]);
 
-    // A quote in the middle of an unquoted serial.
+    // A quote in the middle of an unquoted serial opens nothing: only its own line is refused.
     const inner = Buffer.from(`DeviceSn\nU0000\nU00"01\nU0002\n`);
     expect(summary(await collect(inner))).toEqual({ devices: [[2, 'U0000'], [4, 'U0002']], rejected: [[3, MALFORMED]] });
+  });
+
+  it('never accepts the serial-looking lines of a quoted cell over 64 KiB, whatever the chunking; the rows after it keep their lines', async () => {
+    // Line 5 opens a Note cell of 8,000 lines (88 KB) that each look like a device row; it closes on 8,005.
+    const data = Buffer.from(`DeviceSn,Note\n${goodLines('A', 3)}A0999,"${goodLines('EVIL', 8_000).replace(/\n/g, ',x\n')}"\n${goodLines('B', 20)}`);
+    const expected = { devices: [...goodSerials('A', 3, 2), ...goodSerials('B', 20, 8_006)], rejected: [[5, tooLongSpan(5, 8_005)]] };
+    for (const chunkSize of [64 * 1024, 4096, 1]) {
+      expect(summary(await collect(data, DEFAULTS, chunkSize)), `chunks of ${chunkSize}`).toEqual(expected);
+    }
+    let state = 0x9e3779b9;
+    async function* random(): AsyncGenerator<Buffer> {
+      for (let offset = 0; offset < data.length; ) {
+        state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+        const size = 1 + (state % 5000);
+        await Promise.resolve();
+        yield data.subarray(offset, offset + size);
+        offset += size;
+      }
+    }
+    expect(summary(await collect(random()))).toEqual(expected);
   });
 
   it('splits CR-only line endings (old Mac exports), whatever the chunking, with or without a final CR', async () => {
@@ -421,31 +445,43 @@ describe('hostile CSV files through `revoker enqueue`', () => {
       Buffer.from(`CLI0100,${'x'.repeat(MiB)}\n`), // 5: 1 MB cell
       Buffer.from('CLI0101,caf'),
       Buffer.from([0xe9]), // 6: Latin-1
-      Buffer.from('\nCLI0102,"never closed\n'), // 7: unbalanced quote
-      Buffer.from('DeviceSn,Note\n'), // 8: header again
-      Buffer.from('"=HYPERLINK(""http://evil.example"",""x"")",formula\n+1\n@SUM(A1)\n'), // 9-11: valid
+      Buffer.from('\nCLI0102,"never closed\n'), // 7: unbalanced quote, closed on line 9
+      Buffer.from('DeviceSn,Note\n'), // 8: inside the cell
+      Buffer.from('"=HYPERLINK(""http://evil.example"",""x"")",formula\n+1\n@SUM(A1)\n'), // 9: ends the cell; 10-11: valid
       Buffer.from('CLI0003\rCLI0004\r'), // 12-13: CR endings
       Buffer.from(goodLines('END', 2)), // 14-15
     ]);
     const { code, out } = await enqueue('partly-bad.csv', data);
     expect(code, out).toBe(0);
     const result = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as { batchId: string; accepted: number; rejected: number; duplicates: number };
-    expect(result).toEqual({ batchId: expect.any(String) as unknown, accepted: 10, rejected: 4, duplicates: 0 });
+    expect(result).toEqual({ batchId: expect.any(String) as unknown, accepted: 9, rejected: 3, duplicates: 0 });
 
     const batch = await context.batches.get(result.batchId);
-    expect(batch).toMatchObject({ source: 'csv', accepted: 10, rejected: 4, duplicates: 0, enqueued: true });
+    expect(batch).toMatchObject({ source: 'csv', accepted: 9, rejected: 3, duplicates: 0, enqueued: true });
     expect(await rejectedLines(result.batchId)).toEqual([
       [5, TOO_LONG],
       [6, 'row is not valid UTF-8 (column Note)'],
-      // The quote pairs with the first quote of line 9, so only line 7 is lost.
-      [7, UNMATCHED],
-      [8, HEADER_REPEAT],
+      // The quote opened on line 7 is closed by the first quote of line 9, followed by text: the
+      // cell spans lines 7-9, none of which is a row (line 8 is not even seen as a header repeat).
+      [7, malformedSpan(7, 9)],
     ]);
     const serials: string[] = [];
     for await (const record of context.results.scan(result.batchId)) serials.push(record.deviceSn);
-    expect(serials.sort()).toEqual(
-      ['CLI0000', 'CLI0001', 'CLI0002', 'CLI0003', 'CLI0004', 'END0000', 'END0001', '=HYPERLINK("http://evil.example","x")', '+1', '@SUM(A1)'].sort(),
-    );
+    expect(serials.sort()).toEqual(['CLI0000', 'CLI0001', 'CLI0002', 'CLI0003', 'CLI0004', 'END0000', 'END0001', '+1', '@SUM(A1)'].sort());
+  });
+
+  it('enqueues none of the serial-looking lines of a quoted cell over 64 KiB, and every good row after it', async () => {
+    // Line 4 opens a cell of 8,000 serial-looking lines (72 KB); it closes on line 8,004.
+    const data = Buffer.from(`DeviceSn,Note\n${goodLines('CELLA', 2)}CELLA0999,"${goodLines('EVIL', 8_000)}"\n${goodLines('CELLB', 3)}`);
+    const { code, out } = await enqueue('long-cell.csv', data);
+    expect(code, out).toBe(0);
+    const result = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as { batchId: string; accepted: number; rejected: number };
+    expect(result).toMatchObject({ accepted: 5, rejected: 1 });
+    expect(await rejectedLines(result.batchId)).toEqual([[4, tooLongSpan(4, 8_004)]]);
+    const serials: string[] = [];
+    for await (const record of context.results.scan(result.batchId)) serials.push(record.deviceSn);
+    expect(serials.sort()).toEqual(['CELLA0000', 'CELLA0001', 'CELLB0000', 'CELLB0001', 'CELLB0002']);
+    expect(await context.queue.getJobCountByTypes('wait', 'prioritized')).toBeGreaterThanOrEqual(5);
   });
 
   it('rejects a single 10 MB line cleanly and exits normally', async () => {

@@ -5,18 +5,27 @@
 --   that job is parked (the caller wakes it: a running batch now wants it);
 --   otherwise a new generation: `gen` + 1, job id `<rid>-<gen>`, flag 1 (the caller adds the job).
 -- The subscriber set `<prefix>:subs:<job id>` is named here: the job id is only known once read.
+--
+-- A revocation hash exists only with `gen` (this is its only creator; every other writer sets
+-- fields while `job` is set, or removes fields): no `gen` means no entry, so the first generation
+-- of a device (the bulk of every large batch) is one read and one write, with nothing to clear.
 local function openOrFollow(prefix, revKey, rid, batchIds, nowMs, opener)
-  local job = redis.call('HGET', revKey, 'job')
+  local entry = redis.call('HMGET', revKey, 'job', 'parked', 'gen')
+  local job = entry[1]
   local flag = 2
   if job then
-    if redis.call('HGET', revKey, 'parked') == job then flag = 3 end
+    if entry[2] == job then flag = 3 end
   else
-    local gen = redis.call('HINCRBY', revKey, 'gen', 1)
+    local previous = entry[3]
+    local gen = (tonumber(previous) or 0) + 1
     job = rid .. '-' .. gen
-    redis.call('HSET', revKey, 'job', job, 'openedAt', nowMs, 'openedBy', opener)
-    redis.call('HDEL', revKey, 'parked', 'redrivenFrom', 'lostAnswer')
-    -- A finished revocation's entry has the retention TTL: an open one must not expire.
-    redis.call('PERSIST', revKey)
+    if previous then
+      -- A finished revocation's entry: its marks go, and it has the retention TTL, which an open
+      -- one must not have.
+      redis.call('HDEL', revKey, 'parked', 'redrivenFrom', 'lostAnswer')
+      redis.call('PERSIST', revKey)
+    end
+    redis.call('HSET', revKey, 'gen', gen, 'job', job, 'openedAt', nowMs, 'openedBy', opener)
     flag = 1
   end
   local subs = prefix .. ':subs:' .. job
