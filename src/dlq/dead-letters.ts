@@ -4,6 +4,7 @@
  */
 import type { Job, Queue } from 'bullmq';
 import type { BatchStore } from '../batches/batch-store.js';
+import { wakeJobs } from '../batches/job-waker.js';
 import { deadLetterJobId, revocationIdOf } from '../queue/job-id.js';
 import { classOf, jobPriority, type BatchPriority } from '../queue/priority.js';
 import { REDRIVEN_CODE, type RevocationJobData } from '../queue/revocation-job.js';
@@ -123,7 +124,8 @@ export class DeadLetters {
       } else {
         const open = await this.revocationQueue.getJob(answer.jobId);
         if (open !== undefined && moreUrgent(priority, classOf(open.priority))) await open.changePriority({ priority: bullPriority }).catch(() => undefined);
-        if (open !== undefined && answer.flag === 'following_parked') await open.promote().catch(() => undefined);
+        // The open job is parked (its batches paused): a running batch wants it now.
+        if (answer.flag === 'following_parked') await wakeJobs(this.revocationQueue, [answer.jobId]);
       }
       await job.remove();
       redriven += 1;
