@@ -9,6 +9,9 @@ import { escapeControl } from '../cli/terminal-text.js';
 import { createLogger } from '../logging/logger.js';
 import { nothingFixed, Reconciler, type ReconcileReport } from './reconciler.js';
 
+/** How long `revoker reconcile` waits for a sweep in progress elsewhere before giving up. */
+export const CLI_LOCK_WAIT_MS = 300_000;
+
 /** The report as lines a person reads. */
 export function describeReconcile(report: ReconcileReport): string[] {
   if (nothingFixed(report)) return ['nothing to repair: every pending device has its job'];
@@ -31,8 +34,9 @@ async function reconcile(batchId: string | undefined, json: boolean): Promise<nu
     // Logs go to stderr: stdout is the report (`--json` is parsed by scripts).
     const log = createLogger(context.config.logLevel === 'info' ? 'warn' : context.config.logLevel, 'revoker-reconcile', destination(2));
     const reconciler = new Reconciler({ redis: context.redis, keys: context.keys, queue: context.queue, batches: context.batches, results: context.results, deadLetters: context.deadLetters, log });
-    // A worker's sweep holds the lock for seconds, rarely minutes: wait for it rather than fail.
-    const report = await reconciler.runOnce(batchId, reconciler.options.lockMs);
+    // A worker's sweep holds the lock for seconds, a very large one for minutes (it refreshes the
+    // lock at every page): wait for it rather than fail. A holder that died frees it within lockMs.
+    const report = await reconciler.runOnce(batchId, CLI_LOCK_WAIT_MS);
     if (report === null) throw new CliError('another reconciler kept the lock: try again later', EXIT.incomplete);
     if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
     else for (const line of describeReconcile(report)) process.stdout.write(`${line}\n`);

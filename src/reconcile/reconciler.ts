@@ -24,6 +24,7 @@ import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type { BatchStore } from '../batches/batch-store.js';
+import { wakeJobs } from '../batches/job-waker.js';
 import type { DeadLetters } from '../dlq/dead-letters.js';
 import { redrivenJobData } from '../dlq/dead-letters.js';
 import { revocationJobData } from '../producer/enqueuer.js';
@@ -40,7 +41,11 @@ import { PRODUCER_HEARTBEAT_MS, type ResultStore } from '../results/result-store
 export interface ReconcilerOptions {
   /** How often each worker tries to sweep (one of them gets the lock). */
   intervalMs: number;
-  /** Lifetime of the lock; refreshed between the steps of a long sweep. */
+  /**
+   * Lifetime of the lock; refreshed at every page of a sweep, so that it can be short: a process
+   * that dies mid-sweep (SIGKILL, OOM) holds back the next sweep, and `revoker reconcile`, only this
+   * long.
+   */
   lockMs: number;
   /**
    * How long after a redrive or a sweep opened a job a missing one may be added by the reconciler
@@ -56,7 +61,8 @@ export interface ReconcilerOptions {
 export const RECONCILER_DEFAULTS: ReconcilerOptions = {
   // Once a minute: a lost job costs at most about a minute plus the grace.
   intervalMs: 60_000,
-  lockMs: 300_000,
+  // A page takes well under a second; 30 s survive a stalled Redis or event loop.
+  lockMs: 30_000,
   graceMs: 60_000,
   pageSize: 500,
 };
@@ -86,6 +92,14 @@ export interface ReconcileReport {
   resubscribed: number;
   /** Devices given a job. */
   requeued: RequeuedDevice[];
+}
+
+/** Thrown when a sweep finds another process holding the lock it had (its own lapsed): it stops. */
+export class ReconcilerLockLost extends Error {
+  constructor() {
+    super('the reconciler lock lapsed and another process took it: this sweep stopped (that one goes on)');
+    this.name = 'ReconcilerLockLost';
+  }
 }
 
 /** True when a sweep fixed nothing. */
@@ -179,8 +193,12 @@ export class Reconciler {
       if (Date.now() >= deadline) return null;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
+    // Called at every step and page: keeps the lock (or takes it back if it lapsed and is free).
+    const refresh = async (): Promise<void> => {
+      if ((await this.redis.revokerRefreshLock(1, lock, token, this.options.lockMs)) !== 1) throw new ReconcilerLockLost();
+    };
     try {
-      return await this.sweep(batchId, () => this.redis.revokerRefreshLock(1, lock, token, this.options.lockMs).then(() => undefined));
+      return await this.sweep(batchId, refresh);
     } finally {
       await this.redis.revokerReleaseLock(1, lock, token).catch(() => undefined);
     }
@@ -189,21 +207,22 @@ export class Reconciler {
   private async sweep(batchId: string | undefined, refresh: () => Promise<void>): Promise<ReconcileReport> {
     const report = emptyReport();
     const batchIds = batchId === undefined ? await this.deps.batches.unfinishedBatchIds() : [batchId];
-    await this.cutShort(batchIds, report);
+    await this.cutShort(batchIds, report, refresh);
     await refresh();
-    await this.orphanSets(report);
+    await this.orphanSets(report, refresh);
     await refresh();
-    await this.failedJobs(batchId, report);
+    await this.failedJobs(batchId, report, refresh);
     for (const id of batchIds) {
       await refresh();
-      await this.pendingRecords(id, report);
+      await this.pendingRecords(id, report, refresh);
     }
     return report;
   }
 
   /** Step 1: a batch still `enqueuing` whose producer stopped heartbeating. */
-  private async cutShort(batchIds: readonly string[], report: ReconcileReport): Promise<void> {
-    for (const batchId of batchIds) {
+  private async cutShort(batchIds: readonly string[], report: ReconcileReport, refresh: () => Promise<void>): Promise<void> {
+    for (const [index, batchId] of batchIds.entries()) {
+      if (index > 0 && index % this.options.pageSize === 0) await refresh();
       const batch = await this.deps.batches.get(batchId);
       if (batch === null || batch.enqueued || batch.state === 'completed') continue;
       if (await this.deps.batches.producerAlive(batchId)) continue;
@@ -214,7 +233,7 @@ export class Reconciler {
   }
 
   /** Step 2: subscriber sets of jobs that are gone. */
-  private async orphanSets(report: ReconcileReport): Promise<void> {
+  private async orphanSets(report: ReconcileReport, refresh: () => Promise<void>): Promise<void> {
     const cutoff = Date.now() - this.options.graceMs;
     for (const node of scanNodes(this.deps.redis)) {
       let cursor = '0';
@@ -228,19 +247,21 @@ export class Reconciler {
           if (verdict === 'dropped') report.droppedSets += 1;
           if (verdict === 'closed') report.closedRevocations += 1;
         }
+        await refresh();
       } while (cursor !== '0');
     }
   }
 
   /** Step 3: jobs BullMQ failed (a bug, or Redis errors on every one of its attempts). */
-  private async failedJobs(batchId: string | undefined, report: ReconcileReport): Promise<void> {
+  private async failedJobs(batchId: string | undefined, report: ReconcileReport, refresh: () => Promise<void>): Promise<void> {
     const ids: string[] = [];
     for (let start = 0; ; start += this.options.pageSize) {
       const jobs = await this.deps.queue.getFailed(start, start + this.options.pageSize - 1);
       for (const job of jobs) if (job?.id !== undefined) ids.push(job.id);
       if (jobs.length < this.options.pageSize) break;
     }
-    for (const id of ids) {
+    for (const [index, id] of ids.entries()) {
+      if (index > 0 && index % this.options.pageSize === 0) await refresh();
       const job = await this.deps.queue.getJob(id);
       if (job === undefined) continue;
       if (batchId !== undefined && job.data.batchId !== batchId && !(await this.deps.results.subscribersOf(id)).includes(batchId)) continue;
@@ -259,12 +280,13 @@ export class Reconciler {
   }
 
   /** Step 4: pending records without a job (or without their subscription). */
-  private async pendingRecords(batchId: string, report: ReconcileReport): Promise<void> {
+  private async pendingRecords(batchId: string, report: ReconcileReport, refresh: () => Promise<void>): Promise<void> {
     // A producer at work may be between REGISTER and addBulk right now: leave its batch alone.
     if (await this.deps.batches.producerAlive(batchId)) return;
     const batch = await this.deps.batches.get(batchId);
     if (batch === null) return;
     for await (const page of this.deps.results.scanFields(batchId, this.options.pageSize)) {
+      await refresh();
       const pending = page.filter((entry) => entry.record.outcome === 'pending' && entry.field.startsWith('r-'));
       if (pending.length === 0) continue;
       const keys = [this.deps.keys.results(batchId), ...pending.map((entry) => this.deps.keys.revocation(entry.field))];
@@ -282,7 +304,7 @@ export class Reconciler {
             await this.add(answer.jobId, revocationJobData(batchId, record, record.action, entry.field), batch.priority);
             report.requeued.push({ batchId, deviceSn: record.deviceSn, jobId: answer.jobId, why: 'nojob' });
           } else if (answer.flag === 'following_parked') {
-            await (await this.deps.queue.getJob(answer.jobId))?.promote().catch(() => undefined);
+            await wakeJobs(this.deps.queue, [answer.jobId]);
           }
         }
       }
