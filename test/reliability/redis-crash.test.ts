@@ -7,84 +7,33 @@
  * one record per device, counters equal records, no `deleted` without an applied delete, no
  * `not_found` for a device revoker's call removed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readdir, rm, stat, truncate } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
 import { openContext } from '../../src/runtime/context.js';
 import { invariantViolations } from '../helpers/invariants.js';
 import { enqueueDevices, testConfig, testEnv } from '../helpers/pipeline.js';
+import { OwnRedis } from '../helpers/own-redis.js';
 import { spawnTs, spawnWorker, stopProcess, waitForWorkerStart, type Spawned } from '../helpers/processes.js';
 import { uniquePrefix, waitFor } from '../helpers/redis.js';
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address !== 'object') throw new Error('no port');
-  return address.port;
-}
-
 describe('Redis SIGKILLed mid-batch (AOF everysec), then reconcile', () => {
-  let dir: string;
-  let port: number;
-  let redis: ChildProcess | null = null;
+  let redis: OwnRedis;
   let emulator: EmulatorHandle;
   const workers: Spawned[] = [];
 
-  async function startRedis(): Promise<void> {
-    redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
-    await waitFor(async () => {
-      const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        return (await probe.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        probe.disconnect();
-      }
-    }, 'the test Redis to answer', 10_000);
-  }
-
-  async function killRedis(): Promise<void> {
-    const child = redis;
-    if (child === null || child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await exited;
-  }
-
-  /** The AOF file Redis appends to now (Redis 7: the newest `*.incr.aof` of appendonlydir). */
-  async function incrementalAof(): Promise<string> {
-    const files = (await readdir(join(dir, 'appendonlydir'))).filter((name) => name.endsWith('.incr.aof')).sort();
-    const newest = files.at(-1);
-    if (newest === undefined) throw new Error('no incremental AOF file');
-    return join(dir, 'appendonlydir', newest);
-  }
-
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'revoker-redis-crash-'));
-    port = await freePort();
-    await startRedis();
+    redis = await OwnRedis.start({ label: 'redis-crash' });
     emulator = await startEmulator({ latency: { medianMs: 5, p99Ms: 30 } });
   });
   afterAll(async () => {
     await Promise.all(workers.map((worker) => stopProcess(worker, 'SIGKILL')));
     await emulator?.stop();
-    await killRedis();
-    await rm(dir, { recursive: true, force: true });
+    await redis?.remove();
   });
 
   it('every device ends with exactly one record, and no record claims more than revoker knows', async () => {
     const prefix = uniquePrefix('crash');
-    const extra = { REDIS_URL: `redis://127.0.0.1:${port}`, RATE_LIMIT_PER_SECOND: '300', JOB_LOCK_MS: '3000' };
+    const extra = { REDIS_URL: redis.url, RATE_LIMIT_PER_SECOND: '300', JOB_LOCK_MS: '3000' };
     const env = testEnv(prefix, emulator, extra);
     const context = openContext(testConfig(prefix, emulator, extra), 'test-crash');
     context.redis.on('error', () => undefined);
@@ -102,14 +51,9 @@ describe('Redis SIGKILLed mid-batch (AOF everysec), then reconcile', () => {
       // fsynced yet: up to the last second. Simulate that: cut the AOF back to where it was one
       // second before the kill (Redis writes it in whole event-loop flushes, so the cut falls
       // between commands; an open MULTI is discarded on load).
-      const aof = await incrementalAof();
-      const sizeBefore = (await stat(aof)).size;
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-      await killRedis();
-      const lostBytes = (await stat(aof)).size - sizeBefore;
+      const lostBytes = await redis.crash(1_000);
       expect(lostBytes).toBeGreaterThan(0);
-      await truncate(aof, sizeBefore);
-      await startRedis();
+      await redis.run();
 
       // Let the workers reconnect and drain what they can, then repair the rest.
       let last = -1;

@@ -4,77 +4,33 @@
  * (Lua scripts are gone after a restart: NOSCRIPT), and the batch finishes with one record per
  * device and counters equal to the records.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
 import type { ResultRecord } from '../../src/results/result-record.js';
 import { openContext } from '../../src/runtime/context.js';
 import { enqueueDevices, testConfig, testEnv } from '../helpers/pipeline.js';
+import { OwnRedis } from '../helpers/own-redis.js';
 import { spawnWorker, stopProcess, waitForWorkerStart, type Spawned } from '../helpers/processes.js';
 import { uniquePrefix, waitFor } from '../helpers/redis.js';
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address !== 'object') throw new Error('no port');
-  return address.port;
-}
-
 describe('Redis restart mid-batch', () => {
-  let dir: string;
-  let port: number;
-  let redis: ChildProcess | null = null;
+  let redis: OwnRedis;
   let emulator: EmulatorHandle;
   const workers: Spawned[] = [];
 
-  function startRedis(): Promise<void> {
-    redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
-    return waitFor(async () => {
-      const { Redis } = await import('ioredis');
-      const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        return (await probe.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        probe.disconnect();
-      }
-    }, 'the test Redis to answer', 10_000).then(() => undefined);
-  }
-
-  async function stopRedis(): Promise<void> {
-    const child = redis;
-    if (child === null || child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    // SIGTERM: Redis flushes its AOF and exits, as on a orderly restart.
-    child.kill('SIGTERM');
-    await exited;
-  }
-
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'revoker-redis-'));
-    port = await freePort();
-    await startRedis();
+    redis = await OwnRedis.start({ label: 'redis-restart' });
     emulator = await startEmulator({ latency: { medianMs: 5, p99Ms: 30 } });
   });
   afterAll(async () => {
     await Promise.all(workers.map((worker) => stopProcess(worker, 'SIGKILL')));
     await emulator?.stop();
-    await stopRedis();
-    await rm(dir, { recursive: true, force: true });
+    await redis?.remove();
   });
 
   it('workers, limiter and records survive the restart; every device ends with exactly one record', async () => {
     const prefix = uniquePrefix('restart');
-    const extra = { REDIS_URL: `redis://127.0.0.1:${port}`, RATE_LIMIT_PER_SECOND: '300', JOB_LOCK_MS: '3000' };
+    const extra = { REDIS_URL: redis.url, RATE_LIMIT_PER_SECOND: '300', JOB_LOCK_MS: '3000' };
     const env = testEnv(prefix, emulator, extra);
     const context = openContext(testConfig(prefix, emulator, extra), 'test-restart');
     try {
@@ -85,9 +41,10 @@ describe('Redis restart mid-batch', () => {
       const batchId = await enqueueDevices(context, devices);
       await waitFor(async () => ((await context.batches.get(batchId))?.done ?? 0) >= 300, 'the batch to be under way', 30_000);
 
-      await stopRedis();
+      // SIGTERM: Redis flushes its AOF and exits, as on an orderly restart.
+      await redis.stop('SIGTERM');
       await new Promise((resolve) => setTimeout(resolve, 1_000));
-      await startRedis();
+      await redis.run();
 
       const batch = await waitFor(async () => {
         const current = await context.batches.get(batchId).catch(() => null);
