@@ -5,7 +5,7 @@
  * time including process start) and the process's peak RSS. Repeats each size and prints the best
  * and the spread, because other jobs share the machine.
  *
- *   npx tsx scripts/measure-ingest.ts [--rows 200000,1000000] [--repeat 3] [--root DIR] [--compiled]
+ *   npx tsx scripts/measure-ingest.ts [--rows 200000,1000000] [--repeat 3] [--root DIR] [--compiled] [--cli-args "--snapshot never"]
  *
  * `--root` runs another checkout's CLI (e.g. a copy of the previous commit) with this generator;
  * `--compiled` runs `dist/src/cli/main.js` (after `npm run build`) instead of the sources via tsx.
@@ -100,7 +100,8 @@ async function runOnce(root: string, file: string, rows: number, compiled: boole
   const prefix = `{measure-ingest-${process.pid}-${Date.now().toString(36)}}`;
   const entry = compiled ? ['dist/src/cli/main.js'] : ['--import', 'tsx', 'src/cli/main.ts'];
   const timed = existsSync(TIME);
-  const command = [...entry, 'enqueue', file, '--json', '--yes'];
+  const extra = (flag('--cli-args') ?? '').split(' ').filter((arg) => arg !== '');
+  const command = [...entry, 'enqueue', file, '--json', '--yes', ...extra];
   const server = await redisPid();
   const redisBefore = await cpuSecondsOf(server);
   const startedAt = performance.now();

@@ -5,9 +5,9 @@
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { Redis } from 'ioredis';
-import { DEMO_ACCOUNT } from '../../src/emulator/index.js';
-import { spawnEmulator, spawnWorker, stopProcess, waitForWorkerStart, type EmulatorProcess, type Spawned } from '../../test/helpers/processes.js';
-import { removePrefix } from '../../test/helpers/redis.js';
+import { DEMO_ACCOUNT, type CallRecord } from '../../src/emulator/index.js';
+import { spawnEmulator, spawnTs, spawnWorker, stopProcess, waitForWorkerStart, type EmulatorProcess, type Spawned } from '../../test/helpers/processes.js';
+import { removePrefix, waitFor } from '../../test/helpers/redis.js';
 
 export { spawnEmulator, spawnWorker, stopProcess, waitForWorkerStart, removePrefix, type EmulatorProcess, type Spawned };
 
@@ -107,4 +107,53 @@ export function sleep(ms: number): Promise<void> {
 /** Opens a plain Redis client. */
 export function openRedis(): Redis {
   return new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+}
+
+/** An emulator process that also serves its call log (scripts/bench/soak-emulator.ts). */
+export interface LoggingEmulatorProcess extends EmulatorProcess {
+  /** Every call the emulator recorded so far (naming one of `deviceSns`, if given), oldest first. */
+  calls(deviceSns?: readonly string[]): Promise<CallRecord[]>;
+}
+
+/** Starts scripts/bench/soak-emulator.ts with these `revoker emulator` flags and waits for both its ports. */
+export async function spawnLoggingEmulator(flags: string[] = []): Promise<LoggingEmulatorProcess> {
+  const spawned = spawnTs('scripts/bench/soak-emulator.ts', ['emulator', '--port', '0', ...flags], {});
+  const found = await waitFor(
+    () => {
+      const output = spawned.output();
+      if (spawned.child.exitCode !== null) return { url: 'exited', callLog: '' };
+      const url = /"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(output)?.[1];
+      const callLog = /"callLog":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(output)?.[1];
+      return url !== undefined && callLog !== undefined ? { url, callLog } : null;
+    },
+    'the emulator to listen',
+    30_000,
+  );
+  if (found.url === 'exited') throw new Error(`emulator exited: ${spawned.output()}`);
+  const control = async <T>(path: string, body?: unknown): Promise<T> => {
+    const response = await fetch(`${found.url}${path}`, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${await response.text()}`);
+    return (await response.json()) as T;
+  };
+  const calls = async (deviceSns?: readonly string[]): Promise<CallRecord[]> => {
+    const response = await fetch(`${found.callLog}/calls${deviceSns === undefined ? '' : `?devices=${deviceSns.map(encodeURIComponent).join(',')}`}`);
+    if (!response.ok) throw new Error(`call log: HTTP ${response.status}`);
+    return (await response.text())
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as CallRecord);
+  };
+  return { spawned, endpoint: found.url.replace('http://', ''), control, calls };
+}
+
+/** SIGTERM, and SIGKILL if the process has not exited after `graceMs`; resolves with how it ended. */
+export async function stopProcessWithin(spawned: Spawned, graceMs: number): Promise<number | string> {
+  if (spawned.child.exitCode !== null || spawned.child.signalCode !== null) return spawned.exited;
+  spawned.child.kill('SIGTERM');
+  const timer = setTimeout(() => spawned.child.kill('SIGKILL'), graceMs);
+  try {
+    return await spawned.exited;
+  } finally {
+    clearTimeout(timer);
+  }
 }
