@@ -11,8 +11,18 @@
  * count, and the jobs of chunks still in flight are added to it as if none had been taken. Only
  * when that estimate reaches the high-water mark does the run let its chunks land and poll, as
  * before. So the waiting count never passes the mark by more than one chunk.
+ *
+ * A Redis crash with AOF `everysec` can lose the last second of acknowledged writes: a chunk the
+ * run registered and counted may be gone, records, ledger entries, jobs and counters alike, and
+ * nothing else knows it existed. So the run keeps the chunks it registered in the last
+ * `resendWindowMs` (counted back from the latest one: a Redis that stays down longer does not
+ * shorten it), and before its next REGISTER, or before it finishes, it asks whether Redis came back
+ * as a new instance (`RunIdWatch`: only after the connection dropped). If so it sends them again,
+ * in order, with their request ids: a chunk that survived answers from the request cache written in
+ * the same script, and nothing changes; a lost one is registered afresh and its jobs added again.
  */
 import { randomUUID } from 'node:crypto';
+import { wakeJobs } from '../batches/job-waker.js';
 import type { Queue } from 'bullmq';
 import type { RevocationAction } from '../cloud/certificate-api.js';
 import type { BatchStore } from '../batches/batch-store.js';
@@ -21,6 +31,7 @@ import { classOf, jobPriority, type BatchPriority } from '../queue/priority.js';
 import type { RevocationJobData } from '../queue/revocation-job.js';
 import { countWaitingJobs, moreUrgent } from '../queue/revocation-queue.js';
 import { pendingPlaceholder, type RegisterAnswer, type RegisterEntry, type ResultStore } from '../results/result-store.js';
+import type { RunIdWatch } from '../redis/run-id-watch.js';
 import type { DeviceRequest, RejectedRow } from './device-request.js';
 import type { ProducerHeartbeat } from './producer-heartbeat.js';
 
@@ -34,6 +45,10 @@ export interface RunSettings {
   highWaterJobs: number;
   flowCheckMs: number;
   recordOrder: boolean;
+  /** How far back, from the latest chunk, chunks are kept to send again after a Redis crash. */
+  resendWindowMs: number;
+  /** Tells when Redis came back as a new instance; none: chunks are not kept (Redis Cluster, tests). */
+  restartWatch?: RunIdWatch;
 }
 
 /** Progress, reported after every chunk. */
@@ -63,6 +78,17 @@ async function retrying<T>(tries: number, step: () => Promise<T>): Promise<T> {
 
 type Job = { name: string; data: RevocationJobData; opts: { jobId: string; priority: number } };
 
+type Entry = RegisterEntry & { device: DeviceRequest };
+
+/** A chunk registered recently: what it takes to send it again. */
+interface SentChunk {
+  entries: Entry[];
+  rejected: RejectedRow[];
+  position: number;
+  requestId: string;
+  registeredAtMs: number;
+}
+
 /** The state of one enqueue; `Enqueuer.enqueue` drives it. */
 export class EnqueueRun {
   readonly progress: EnqueueProgress = { read: 0, accepted: 0, rejected: 0, duplicates: 0 };
@@ -78,6 +104,10 @@ export class EnqueueRun {
   private readonly startsInFlight = new Set<number>();
   /** The last waiting count read, and the devices sent since the oldest chunk it may not include. */
   private gauge: { waiting: number; uncountedFrom: number } | null = null;
+  /** Chunks registered within `resendWindowMs` of the latest one, oldest first. */
+  private readonly recent: SentChunk[] = [];
+  /** Chunks sent again after Redis came back as a new instance, and how many of them it had lost. */
+  readonly resent = { chunks: 0, lost: 0 };
 
   constructor(
     private readonly settings: RunSettings,
@@ -114,6 +144,8 @@ export class EnqueueRun {
   async finish(): Promise<void> {
     await this.settle();
     this.throwIfFailed();
+    // The last chunks too: a crash after them but before the batch is marked enqueued.
+    if (!this.stoppedEarly) await this.resendIfRestarted();
   }
 
   /** Waits for every chunk sent, whatever became of them. */
@@ -147,7 +179,7 @@ export class EnqueueRun {
     this.inFlight.add(task);
   }
 
-  private entries(devices: DeviceRequest[]): (RegisterEntry & { device: DeviceRequest })[] {
+  private entries(devices: DeviceRequest[]): Entry[] {
     return devices.map((device) => ({
       device,
       field: revocationId(device, this.action),
@@ -163,6 +195,8 @@ export class EnqueueRun {
     const requestId = randomUUID();
     await previous;
     if (this.failure !== null || this.stoppedEarly) return;
+    await this.resendIfRestarted();
+    if (this.stoppedEarly) return;
     const answer = await retrying(this.settings.chunkTries, () => this.settings.results.registerChunk(this.batchId, { devices: entries, rejected }, requestId));
     registered();
     this.gauge = { waiting: answer.waiting, uncountedFrom };
@@ -170,26 +204,63 @@ export class EnqueueRun {
       this.stoppedEarly = true;
       return;
     }
+    this.keep({ entries, rejected, position, requestId, registeredAtMs: Date.now() });
     this.progress.rejected += rejected.length;
-    const { jobs, followed } = this.sort(entries, answer.answers, position);
-    // BullMQ ignores an add whose job id exists, so a retried addBulk adds nothing twice.
-    if (jobs.length > 0) await retrying(this.settings.chunkTries, () => this.settings.queue.addBulk(jobs));
-    if (followed.length > 0) await this.follow(followed);
+    const { jobs, followed } = this.sort(entries, answer.answers, position, true);
+    await this.land(jobs, followed);
     this.onProgress?.({ ...this.progress });
   }
 
-  /** Counts the answers and builds the jobs to add and the jobs now followed. */
-  private sort(entries: (RegisterEntry & { device: DeviceRequest })[], answers: RegisterAnswer[], position: number): { jobs: Job[]; followed: { answer: RegisterAnswer; position: number }[] } {
+  /** Adds a chunk's new jobs and follows up the jobs it joined. */
+  private async land(jobs: Job[], followed: { answer: RegisterAnswer; position: number }[]): Promise<void> {
+    // BullMQ ignores an add whose job id exists, so a retried addBulk adds nothing twice.
+    if (jobs.length > 0) await retrying(this.settings.chunkTries, () => this.settings.queue.addBulk(jobs));
+    if (followed.length > 0) await this.follow(followed);
+  }
+
+  /** Keeps a registered chunk for `resendWindowMs` after the latest one (only with a restart watch). */
+  private keep(chunk: SentChunk): void {
+    if (this.settings.restartWatch === undefined) return;
+    this.recent.push(chunk);
+    const oldest = chunk.registeredAtMs - this.settings.resendWindowMs;
+    while ((this.recent[0]?.registeredAtMs ?? Infinity) < oldest) this.recent.shift();
+  }
+
+  /**
+   * Sends the recent chunks again when Redis came back as a new instance since the last look (see
+   * the file's comment). Runs in the REGISTER order: between two chunks' REGISTERs, or at the end.
+   */
+  private async resendIfRestarted(): Promise<void> {
+    const watch = this.settings.restartWatch;
+    if (watch === undefined || !watch.pending) return;
+    if (!(await retrying(this.settings.chunkTries, () => watch.changed()))) return;
+    for (const chunk of [...this.recent]) {
+      const answer = await retrying(this.settings.chunkTries, () => this.settings.results.registerChunk(this.batchId, { devices: chunk.entries, rejected: chunk.rejected }, chunk.requestId));
+      this.resent.chunks += 1;
+      if (answer.cached) continue;
+      if (answer.state === 'cancelled') {
+        this.stoppedEarly = true;
+        return;
+      }
+      // Lost: registered again just now (its counters with it); its jobs are added again.
+      this.resent.lost += 1;
+      const { jobs, followed } = this.sort(chunk.entries, answer.answers, chunk.position, false);
+      await this.land(jobs, followed);
+    }
+  }
+
+  /** Builds the jobs to add and the jobs now followed, counting the answers when `count`. */
+  private sort(entries: Entry[], answers: RegisterAnswer[], position: number, count: boolean): { jobs: Job[]; followed: { answer: RegisterAnswer; position: number }[] } {
     const jobs: Job[] = [];
     const followed: { answer: RegisterAnswer; position: number }[] = [];
     answers.forEach((answer, index) => {
       const entry = entries[index];
       if (entry === undefined) return;
       if (answer.flag === 'duplicate') {
-        this.progress.duplicates += 1;
+        if (count) this.progress.duplicates += 1;
         return;
       }
-      this.progress.accepted += 1;
+      if (count) this.progress.accepted += 1;
       if (answer.flag === 'queue') {
         jobs.push({ name: 'revoke', data: revocationJobData(this.batchId, entry.device, this.action, entry.field), opts: { jobId: answer.jobId, priority: jobPriority(this.priority, position + index) } });
       } else {
@@ -208,6 +279,7 @@ export class EnqueueRun {
     const candidates = this.priority === 'bulk' ? followed.filter((entry) => entry.answer.flag === 'following_parked') : followed;
     if (candidates.length === 0) return;
     const priorities = await this.settings.results.jobPriorities(candidates.map((entry) => entry.answer.jobId));
+    const parked: string[] = [];
     for (const [index, { answer, position }] of candidates.entries()) {
       const current = priorities[index];
       // Not added yet (its producer is between REGISTER and addBulk): it runs at that producer's priority.
@@ -217,8 +289,10 @@ export class EnqueueRun {
       const job = await this.settings.queue.getJob(answer.jobId);
       if (job === undefined) continue;
       if (raise) await job.changePriority({ priority: jobPriority(this.priority, position) }).catch(() => undefined);
-      if (answer.flag === 'following_parked') await job.promote().catch(() => undefined);
+      if (answer.flag === 'following_parked') parked.push(answer.jobId);
     }
+    // Parked (its batches paused), or being parked right now: this running batch wants it.
+    if (parked.length > 0) await wakeJobs(this.settings.queue, parked);
   }
 
   /**

@@ -13,7 +13,8 @@
  * Crash safety: a chunk's REGISTER carries a request id, so sending it again (ioredis resends a
  * command whose reply a reconnect lost; a chunk that failed is retried) changes nothing twice. A
  * producer that dies between REGISTER and `addBulk` leaves ledger entries pointing at jobs that do
- * not exist: the reconciler adds them once the producer's heartbeat has lapsed.
+ * not exist: the reconciler adds them once the producer's heartbeat has lapsed. A Redis crash that
+ * loses the last chunks (AOF `everysec`): the run sends its recent chunks again (enqueue-run.ts).
  */
 import type { Queue } from 'bullmq';
 import type { RevocationAction } from '../cloud/certificate-api.js';
@@ -43,6 +44,11 @@ export interface EnqueuerOptions {
    * always does; off by default for code that records it otherwise (or not at all).
    */
   recordOrder: boolean;
+  /**
+   * Chunks kept to send again after Redis comes back as a new instance (a crash with AOF
+   * `everysec` loses about the last second): this far back from the latest chunk. 0: none kept.
+   */
+  resendWindowMs: number;
 }
 
 /** Defaults of `EnqueuerOptions`. */
@@ -56,6 +62,8 @@ export const ENQUEUER_DEFAULTS: EnqueuerOptions = {
   // (REGISTERs go one by one); deeper pipelines measured no faster here and kept more in memory.
   chunksInFlight: 2,
   recordOrder: false,
+  // A crash loses a second or two of writes (a busy disk delays the fsync a little more).
+  resendWindowMs: 15_000,
 };
 
 /** What an enqueue did (the CLI's `--json` summary plus the batch id). */
@@ -101,13 +109,16 @@ export class Enqueuer {
     const position = await this.batches.servingPosition(priority);
     // A slow input (a pipe, a large upload) must not look like a dead producer to the reconciler.
     const heartbeat = hooks.heartbeat ?? (await ProducerHeartbeat.start(this.batches, batchId));
+    const restartWatch = this.options.resendWindowMs > 0 ? this.results.restartWatch() : undefined;
     try {
+      await restartWatch?.start();
       const { queue, batches, results } = this;
-      const run = new EnqueueRun({ queue, batches, results, ...this.options }, batchId, action, priority, position, heartbeat, onProgress);
+      const run = new EnqueueRun({ queue, batches, results, ...this.options, ...(restartWatch === undefined ? {} : { restartWatch }) }, batchId, action, priority, position, heartbeat, onProgress);
       await this.read(run, items, hooks);
       await this.results.markEnqueued(batchId);
       return { batchId, ...run.progress, stoppedEarly: run.stoppedEarly };
     } finally {
+      restartWatch?.stop();
       if (hooks.heartbeat === undefined) heartbeat.stop();
     }
   }

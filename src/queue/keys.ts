@@ -56,6 +56,13 @@ export class Keys {
   subscribers(jobId: string): string {
     return `${this.prefix}:subs:${jobId}`;
   }
+  /**
+   * Hash, 1 h: job ids a worker called the API for just before Redis came back as a new instance,
+   * whose ledger entries had no open job then (mark-lost-answers.lua). Named inside the scripts too.
+   */
+  lostMarks(): string {
+    return `${this.prefix}:lostmarks`;
+  }
   /** String, 1 h: the answer of a REGISTER request, so that a resent one changes nothing twice. */
   registerRequest(requestId: string): string {
     return `${this.prefix}:register:${requestId}`;

@@ -65,6 +65,8 @@ export interface RegisterChunkAnswer {
   waiting: number;
   /** One per device; empty when the batch was cancelled (nothing was registered). */
   answers: RegisterAnswer[];
+  /** The request had been answered before (a resend): this is that answer, and nothing was written. */
+  cached: boolean;
 }
 
 /** Ledger mode subscribes devices to revocation jobs; records mode only accepts them. */
@@ -113,5 +115,6 @@ export function parseRegisterAnswer(flat: readonly (string | number)[], mode: Re
     const jobId = flag === 'duplicate' ? '' : typeof gen === 'number' ? `${device?.field ?? ''}-${gen}` : String(gen ?? '');
     answers.push({ flag, jobId });
   }
-  return { state, waiting, answers };
+  // The script appends one element, 'cached', to an answer it had given before.
+  return { state, waiting, answers, cached: flat.length % 2 === 1 };
 }

@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { EMIT_EVENT_LUA } from '../events/batch-event.js';
 import { loadLua } from '../redis/lua-script.js';
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
+import { RunIdWatch } from '../redis/run-id-watch.js';
 import type { Keys } from '../queue/keys.js';
 import { parsePriority, type BatchPriority } from '../queue/priority.js';
 import type { BatchState } from '../batches/batch.js';
@@ -135,6 +136,11 @@ export class ResultStore {
     private readonly breaker: NotFoundBreaker = NOT_FOUND_BREAKER_DEFAULTS,
   ) {
     this.redis = withScripts(redis);
+  }
+
+  /** A watch for Redis coming back as a new instance on this store's connection (a producer's). */
+  restartWatch(): RunIdWatch {
+    return new RunIdWatch(this.redis);
   }
 
   private run<T>(script: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<T> {
@@ -286,7 +292,7 @@ export class ResultStore {
     // Keys of one script call must share a slot: they do (one hash tag), but keep calls small.
     for (let start = 0; start < entries.length; start += 500) {
       const page = entries.slice(start, start + 500);
-      marked += await this.run<number>('mark-lost-answers', page.map((entry) => this.keys.revocation(entry.rid)), page.map((entry) => entry.jobId));
+      marked += await this.run<number>('mark-lost-answers', [this.keys.lostMarks(), ...page.map((entry) => this.keys.revocation(entry.rid))], page.map((entry) => entry.jobId));
     }
     return marked;
   }

@@ -201,6 +201,30 @@ describe('ledger scripts', () => {
     expect(view.subscribers.map((subscriber) => subscriber.batchId).sort()).toEqual([a, b, c].sort());
   });
 
+  it('a call whose ledger entry a Redis crash took: the generation that reopens that job id starts with its answer lost', async () => {
+    const rid = revocationId(device('lost-1'), 'delete');
+    const other = revocationId(device('lost-2'), 'delete');
+    // After the restart: no entry for either (the chunk that opened them was lost); a worker names
+    // the calls it made for `<rid>-1` and `<other>-1`.
+    expect(await context.results.markLostAnswers([{ rid, jobId: `${rid}-1` }, { rid: other, jobId: `${other}-1` }])).toBe(0);
+    expect(await context.redis.ttl(context.keys.lostMarks())).toBeGreaterThan(3_000);
+    // The producer sends the chunk again: generation 1 opens with the mark.
+    const a = await newBatch('lost-a');
+    const answer = await context.results.registerChunk(a, { devices: [entry(a, 'lost-1')] }, 'req-lost-a');
+    expect(answer).toMatchObject({ cached: false, answers: [{ flag: 'queue', jobId: `${rid}-1` }] });
+    expect((await context.results.readSubscribers(rid, `${rid}-1`, context.keys.accountPause('none'))).lostAnswer).toBe(true);
+    // The mark was taken once: the other device's stays until its job id opens.
+    expect(await context.redis.hkeys(context.keys.lostMarks())).toEqual([`${other}-1`]);
+    // Sent once more (the same request id): the first answer, marked as such, and nothing written.
+    const again = await context.results.registerChunk(a, { devices: [entry(a, 'lost-1')] }, 'req-lost-a');
+    expect(again).toMatchObject({ cached: true, answers: answer.answers });
+    expect(await context.batches.get(a)).toMatchObject({ accepted: 1, duplicates: 0 });
+    // A device with no mark opens without one.
+    const fresh = await context.results.registerChunk(a, { devices: [entry(a, 'lost-3')] }, 'req-lost-b');
+    const freshRid = revocationId(device('lost-3'), 'delete');
+    expect((await context.results.readSubscribers(freshRid, fresh.answers[0]!.jobId, context.keys.accountPause('none'))).lostAnswer).toBe(false);
+  });
+
   it('park records the job in each batch and in the ledger; a batch that subscribes then learns it must wake it', async () => {
     const a = await newBatch('pa');
     const [opened] = await context.results.registerRevocations(a, [entry(a, 'park-1')]);

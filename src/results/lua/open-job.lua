@@ -7,5 +7,5 @@
 -- Returns { flag, job id } (flags of open-revocation).
 local batchIds = {}
 for i = 5, #ARGV do batchIds[#batchIds + 1] = ARGV[i] end
-local flag, job = openOrFollow(ARGV[1], KEYS[1], ARGV[2], batchIds, ARGV[3], ARGV[4])
+local flag, job = openOrFollow(ARGV[1], KEYS[1], ARGV[2], batchIds, ARGV[3], ARGV[4], ARGV[1] .. ':lostmarks')
 return { flag, job }

@@ -37,7 +37,7 @@ if deadJob ~= '' and redis.call('HGET', KEYS[1], 'job') == deadJob then
   for _, batchId in ipairs(waiting) do redis.call('SADD', prefix .. ':subs:' .. job, batchId) end
   redis.call('HSET', KEYS[1], 'redrivenFrom', deadLetter)
 else
-  flag, job = openOrFollow(prefix, KEYS[1], rid, waiting, nowMs, 'redrive')
+  flag, job = openOrFollow(prefix, KEYS[1], rid, waiting, nowMs, 'redrive', prefix .. ':lostmarks')
   if flag == 1 then
     redis.call('HSET', KEYS[1], 'redrivenFrom', deadLetter)
   elseif lost then

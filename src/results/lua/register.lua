@@ -24,9 +24,15 @@
 --   3 gen  follows the open job `<field>-<gen>`, which is parked: the caller wakes it
 --   (a job id not of that form comes back whole, as a string, instead of the generation)
 --   (records mode: 1 0 for a new device, 0 0 for a duplicate)
+--   a resent request's answer is the first one with one more element, 'cached', at the end
 -- Subscriber sets (`<prefix>:subs:<job id>`) are named inside: see open-revocation.
 local cached = redis.call('GET', KEYS[3])
-if cached then return cjson.decode(cached) end
+if cached then
+  -- A trailing odd element tells the caller the answer is the first one (the chunk is in).
+  local answer = cjson.decode(cached)
+  answer[#answer + 1] = 'cached'
+  return answer
+end
 
 local prefix, batchId, ledger = ARGV[1], ARGV[2], ARGV[3] == 'ledger'
 local nowMs, n, m = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -36,6 +42,9 @@ local waiting = redis.call('ZCARD', KEYS[8]) + redis.call('LLEN', KEYS[9])
 if ledger and state == 'cancelled' then return { state, waiting } end
 
 local out = { state, waiting }
+-- Marks of calls whose ledger entries a Redis crash took (mark-lost-answers): almost always none.
+local lostMarks = prefix .. ':lostmarks'
+if redis.call('EXISTS', lostMarks) == 0 then lostMarks = nil end
 local added = 0
 local perInstance = {}
 local order = {}
@@ -53,7 +62,7 @@ for i = 1, n do
       order[#order + 1] = field
     end
     if ledger then
-      local flag, job = openOrFollow(prefix, KEYS[9 + i], field, { batchId }, nowMs, batchId)
+      local flag, job = openOrFollow(prefix, KEYS[9 + i], field, { batchId }, nowMs, batchId, lostMarks)
       out[#out + 1] = flag
       -- The job id is `<field>-<gen>`: the generation alone keeps answer and cache small.
       local gen = string.sub(job, 1, #field + 1) == field .. '-' and tonumber(string.sub(job, #field + 2)) or nil
