@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { nodeArgs } from '../helpers/processes.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -22,7 +23,7 @@ export interface TerminalRun {
  * `answer` and Enter (once). Fails after `timeoutMs`.
  */
 export async function revokerOnTerminal(args: string[], env: Record<string, string>, dialog?: { prompt: string | RegExp; answer: string }, timeoutMs = 60_000): Promise<TerminalRun> {
-  const command = [process.execPath, '--import', 'tsx', 'src/cli/main.ts', ...args].map(shellQuote).join(' ');
+  const command = [process.execPath, ...nodeArgs('src/cli/main.ts', args)].map(shellQuote).join(' ');
   // -q quiet, -e exit with the command's code, -f flush at once, -c run this command; no typescript file.
   const child = spawn('script', ['-qefc', command, '/dev/null'], {
     cwd: ROOT,

@@ -26,13 +26,12 @@ describe('batch priorities', () => {
   });
   afterAll(() => pipeline?.close());
 
-  async function batchOf(label: string, count: number, priority: BatchPriority): Promise<{ id: string; startedAtMs: number }> {
+  async function batchOf(label: string, count: number, priority: BatchPriority): Promise<{ id: string }> {
     const devices = generateDevices({ mqttInstanceId: INSTANCE, caSn: CA, count, prefix: label });
     for (const device of devices) emulator.registry.addDevice(device);
-    const startedAtMs = Date.now();
     const id = await context.batches.create({ name: label, source: 'csv', action: 'delete', createdBy: 'test', priority });
     await new Enqueuer(context.queue, context.batches, context.results).enqueue(id, 'delete', devices.map((device, index) => ({ kind: 'device' as const, request: { ...device, line: index } })));
-    return { id, startedAtMs };
+    return { id };
   }
 
   async function until(batchId: string, what: string, predicate: (batch: Batch) => boolean, timeoutMs = 60_000): Promise<Batch> {
@@ -42,14 +41,18 @@ describe('batch priorities', () => {
     }, what, timeoutMs, 50);
   }
 
-  it('an urgent batch finishes within 2 s of its time alone while a bulk batch drains at the rate', async () => {
+  it('an urgent batch goes before a bulk batch draining at the rate', async () => {
     const bulk = await batchOf('bulk', 2_400, 'bulk');
     await until(bulk.id, 'the bulk batch to be under way', (batch) => batch.done >= 300);
+    const bulkBefore = (await context.batches.get(bulk.id))!.done;
     const urgent = await batchOf('urgent', 200, 'urgent');
     await until(urgent.id, 'the urgent batch to finish', (batch) => batch.state === 'completed');
-    const tookMs = Date.now() - urgent.startedAtMs;
-    const aloneMs = (200 / RATE) * 1_000;
-    expect(tookMs).toBeLessThanOrEqual(aloneMs + 2_000);
+    // Urgent first: while it ran, the bulk batch finished only the calls already in flight (the
+    // worker's 64 jobs); sharing the rate would have given it about as many as the urgent batch
+    // (200), and first come first served all 2,100 left. Counted, not timed: a loaded machine
+    // slows both alike.
+    const bulkDuring = (await context.batches.get(bulk.id))!.done - bulkBefore;
+    expect(bulkDuring).toBeLessThan(150);
     // The bulk batch still finishes with every device right.
     const done = await until(bulk.id, 'the bulk batch to finish', (batch) => batch.state === 'completed');
     expect(done.counts).toMatchObject({ deleted: 2_400, failed: 0, not_found: 0 });
@@ -62,9 +65,11 @@ describe('batch priorities', () => {
     const aAtStart = (await context.batches.get(first.id))!.done;
     const b = await until(second.id, 'batch B to finish', (batch) => batch.state === 'completed');
     const aAtEnd = (await context.batches.get(first.id))!.done;
-    // B got about half the rate (≈ 2 s alone-at-half-rate), A kept going meanwhile.
-    expect(Date.now() - second.startedAtMs).toBeLessThanOrEqual(((2 * 300) / RATE) * 1_000 + 2_000);
+    // B got about half the rate: A finished about as many as B's 300 meanwhile (its 64 in flight
+    // more or less), not none (B first) and not its 1,350 left (B stuck behind A). Counted, not
+    // timed: a loaded machine slows both alike.
     expect(aAtEnd - aAtStart).toBeGreaterThan(150);
+    expect(aAtEnd - aAtStart).toBeLessThan(700);
     expect(b.counts.deleted).toBe(300);
     expect((await until(first.id, 'batch A to finish', (batch) => batch.state === 'completed')).counts.deleted).toBe(1_500);
   });
@@ -74,12 +79,13 @@ describe('batch priorities', () => {
     const bulk = await batchOf('chg-b', 200, 'bulk');
     await until(normal.id, 'the normal batch to be under way', (batch) => batch.done >= 100);
     expect((await context.batches.get(bulk.id))!.done).toBe(0);
-    const changedAtMs = Date.now();
+    const normalBefore = (await context.batches.get(normal.id))!.done;
     const result = await context.control.setPriority(bulk.id, 'urgent');
     expect(result.moved).toBeGreaterThan(150);
     expect((await context.batches.get(bulk.id))!.priority).toBe('urgent');
     await until(bulk.id, 'the upgraded batch to finish', (batch) => batch.state === 'completed');
-    expect(Date.now() - changedAtMs).toBeLessThanOrEqual((200 / RATE) * 1_000 + 2_000);
+    // It went next: the normal batch finished only what was in flight meanwhile (see above).
+    expect((await context.batches.get(normal.id))!.done - normalBefore).toBeLessThan(150);
     expect((await until(normal.id, 'the normal batch to finish', (batch) => batch.state === 'completed')).counts.deleted).toBe(1_500);
   });
 });
