@@ -9,7 +9,7 @@ import { createWriteStream, createReadStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
-import { Redis } from 'ioredis';
+import { redisAnswers } from '../src/redis/redis-connection.js';
 import { describeBatch } from '../src/cli/batch-commands.js';
 import { ProgressLine } from '../src/cli/progress-line.js';
 import { resolveConfig } from '../src/config/config.js';
@@ -28,19 +28,6 @@ const INSTANCE = 'mqtt-cn-demo00001';
 const CA = 'ca00000000000demo';
 const REGISTERED = 3_000;
 const UNREGISTERED = 60;
-
-async function redisAnswers(url: string): Promise<boolean> {
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 2_000, retryStrategy: () => null });
-  probe.on('error', () => undefined);
-  try {
-    await probe.connect();
-    return (await probe.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    probe.disconnect();
-  }
-}
 
 async function main(): Promise<number> {
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';

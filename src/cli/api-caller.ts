@@ -42,14 +42,27 @@ export interface ApiCaller {
   close(): Promise<void>;
 }
 
-/** Opens the shared rate gate for `api`'s account and returns a caller over it. */
-export async function openApiCaller(context: Context, api: Pick<CertificateApi, 'identity'>, log: Logger): Promise<ApiCaller> {
+/** How a caller retries a transient failure (MAX_ATTEMPTS, RETRY_BASE_MS, RETRY_MAX_MS by default). */
+export interface RetryPolicy {
+  maxAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+}
+
+/**
+ * Retries of a call that is evidence only and holds back a batch's first call (an existence
+ * snapshot): a short look, not the minute the full policy can spend on an unreachable API.
+ */
+export const EVIDENCE_RETRY: RetryPolicy = { maxAttempts: 3, retryBaseMs: 500, retryMaxMs: 2_000 };
+
+/** Opens the shared rate gate for `api`'s account and returns a caller over it (`retry`: other than the configured policy). */
+export async function openApiCaller(context: Context, api: Pick<CertificateApi, 'identity'>, log: Logger, retry?: RetryPolicy): Promise<ApiCaller> {
   const { gate } = await openBudgetGate(context, api, log);
-  return apiCallerOver(gate, context.config);
+  return apiCallerOver(gate, retry ?? context.config);
 }
 
 /** A caller over an existing gate (tests give their own). */
-export function apiCallerOver(gate: RateGate, config: { maxAttempts: number; retryBaseMs: number; retryMaxMs: number }): ApiCaller {
+export function apiCallerOver(gate: RateGate, config: RetryPolicy): ApiCaller {
   return {
     async call<T>(action: ApiAction, what: string, fn: () => Promise<T>): Promise<T> {
       let uncertain = false;

@@ -23,12 +23,12 @@ import { validateCaSn, validateInstanceId } from '../producer/device-validation.
 import type { EnqueueProgress } from '../producer/enqueuer.js';
 import { Intake, intakeDeps, type IntakeSummary } from '../producer/intake.js';
 import { parsePriority, type BatchPriority } from '../queue/priority.js';
-import { openApiCaller, type ApiCaller } from './api-caller.js';
+import { EVIDENCE_RETRY, openApiCaller, type ApiCaller } from './api-caller.js';
 import { escapeControl } from './terminal-text.js';
 import type { Config } from '../config/config.js';
 import type { Context } from '../runtime/context.js';
 import { listCaDevices, readListing } from './ca-listing.js';
-import { pageAllowance, snapshotModeFlag, takeSnapshots, type SnapshotMode } from './snapshot-step.js';
+import { pageAllowance, SNAPSHOT_CALL_TIMEOUT_MS, snapshotModeFlag, takeSnapshots, type SnapshotMode } from './snapshot-step.js';
 import { auditCli } from './cli-actor.js';
 import { CliError, EXIT, loadConfig, withContext } from './cli-context.js';
 import { confirmYes, requireConsentPossible } from './consent.js';
@@ -243,8 +243,9 @@ async function snapshotBeforeFirstCall(context: Context, config: Config, perCa: 
   const line = new ProgressLine(process.stderr);
   let caller: ApiCaller | null = null;
   try {
-    const api = new CertificateApi({ endpoint: config.apiEndpoint, protocol: config.apiProtocol, timeoutMs: config.apiTimeoutMs, credentials: config.credentials });
-    caller = await openApiCaller(context, api, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'revoker-enqueue'));
+    // Evidence only: an API that does not answer gets a short look (EVIDENCE_RETRY), not a minute.
+    const api = new CertificateApi({ endpoint: config.apiEndpoint, protocol: config.apiProtocol, timeoutMs: Math.min(config.apiTimeoutMs, SNAPSHOT_CALL_TIMEOUT_MS), credentials: config.credentials });
+    caller = await openApiCaller(context, api, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'revoker-enqueue'), EVIDENCE_RETRY);
     const taken = await takeSnapshots(caller, api, context.snapshots, wanted, { mode, pageSize: 100, source: `enqueue ${file}`, onProgress: (text) => line.update(text) });
     line.done();
     for (const snapshot of quiet ? [] : taken) {

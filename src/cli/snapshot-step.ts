@@ -14,6 +14,12 @@ import { CliError } from './cli-context.js';
 /** The `--snapshot` modes. */
 export type SnapshotMode = 'auto' | 'always' | 'never';
 
+/**
+ * Timeout of one snapshot page: a page of 100 takes well under a second, and a snapshot holds back
+ * the batch's first call (with EVIDENCE_RETRY's three tries an unreachable API costs seconds).
+ */
+export const SNAPSHOT_CALL_TIMEOUT_MS = 5_000;
+
 /** Share of a CA's revocation calls that `auto` spends on listing it. */
 export const AUTO_SNAPSHOT_SHARE = 0.1;
 

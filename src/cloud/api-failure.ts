@@ -46,7 +46,8 @@ function str(value: unknown): string | null {
 
 /** Keeps messages to one readable line; the SDK appends the whole URL to network errors. */
 function oneLine(message: string): string {
-  const first = message.split('\n')[0] ?? '';
+  // The SDK appends "<METHOD> <url> failed." to a network error's message without a space.
+  const first = (message.split('\n')[0] ?? '').replace(/(\S)((?:GET|POST) https?:\/\/)/, '$1; $2');
   return first.length > 300 ? `${first.slice(0, 300)}…` : first;
 }
 

@@ -87,3 +87,17 @@ export function duplicateRedis(client: RedisClient): RedisClient {
 export function scanNodes(client: RedisClient): Redis[] {
   return client instanceof Cluster ? client.nodes('master') : [client];
 }
+
+/** True when a Redis at `url` answers PING now (one short-lived connection, no retries). */
+export async function redisAnswers(url: string, connectTimeoutMs = 2_000): Promise<boolean> {
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: connectTimeoutMs, retryStrategy: () => null });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    return (await probe.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}

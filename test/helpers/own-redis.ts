@@ -14,7 +14,7 @@ import { mkdtemp, readdir, rm, stat, truncate } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { redisAnswers } from '../../src/redis/redis-connection.js';
 import { waitFor } from './redis.js';
 
 /** Where the AOF stood at one moment: the file Redis appends to and its size. */
@@ -142,16 +142,7 @@ export class OwnRedis {
     return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  private async answers(): Promise<boolean> {
-    const probe = new Redis(this.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on('error', () => undefined);
-    try {
-      await probe.connect();
-      return (await probe.ping()) === 'PONG';
-    } catch {
-      return false;
-    } finally {
-      probe.disconnect();
-    }
+  private answers(): Promise<boolean> {
+    return redisAnswers(this.url);
   }
 }

@@ -17,6 +17,7 @@ import { waitFor } from '../helpers/redis.js';
 import { spawnTs } from '../helpers/processes.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 const INSTANCE = 'mqtt-cn-snapshot01';
@@ -74,6 +75,34 @@ describe('outcomes decided by an existence snapshot', () => {
     for (const device of neverRegistered) expect(records.get(device.deviceSn)?.outcome).toBe('not_found');
     for (const device of registered) expect(records.get(device.deviceSn)?.outcome).toBe('deleted');
     expect(emulator.registry.has(INSTANCE, LISTED_CA, dropped!)).toBe(false);
+  });
+
+  it('an API that drops every connection costs the snapshot three tries, not the whole retry policy: the batch goes on without it', async () => {
+    // Evidence only, and it holds back the batch's first call: MAX_ATTEMPTS (8 here) would spend
+    // about a minute of backoff on an unreachable API before the first revocation.
+    let connections = 0;
+    const dropper = createServer((socket) => {
+      connections += 1;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => dropper.listen(0, '127.0.0.1', resolve));
+    const address = dropper.address();
+    const port = typeof address === 'object' && address !== null ? address.port : 0;
+    const dir = await mkdtemp(join(tmpdir(), 'revoker-snapshot-down-'));
+    try {
+      const file = join(dir, 'devices.csv');
+      await writeFile(file, 'DeviceSn\nsnapdown0001\nsnapdown0002\n');
+      const child = spawnTs('src/cli/main.ts', ['enqueue', file, '--instance', INSTANCE, '--ca-sn', 'ca00000snapdown', '--snapshot', 'always', '--yes', '--json'], { ...pipeline.env, MQTT_API_ENDPOINT: `127.0.0.1:${port}`, MAX_ATTEMPTS: '8' });
+      expect(await child.exited).toBe(0);
+      expect(child.output()).toContain('existence snapshot not taken');
+      expect(connections).toBe(3);
+      const { batchId, accepted } = JSON.parse(child.output().trim().split('\n').at(-1)!) as { batchId: string; accepted: number };
+      expect(accepted).toBe(2);
+      expect((await context.batches.get(batchId))?.accepted).toBe(2);
+    } finally {
+      await new Promise<void>((resolve) => dropper.close(() => resolve()));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('revoker enqueue --snapshot always --verify: lists the CA first, and every record carries its read-back', async () => {
