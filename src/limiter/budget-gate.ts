@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import type { Keys } from '../queue/keys.js';
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import { READ_ACTIONS, type ApiAction } from './api-action.js';
+import { LagAllowance } from './lag-allowance.js';
 import type { Permit, RateGate } from './rate-gate.js';
 import { SlotReservations, type SlotBudget } from './slot-reservations.js';
 
@@ -36,9 +37,12 @@ export interface BudgetGateOptions {
   /**
    * Budgets count slots over 1000 ms plus this much: a call reaches the API a little after its
    * slot (waking up, signing, the network), and that spread must not put more than the budget
-   * into any one second at the API. Costs rate·allowance/(1000+allowance) of throughput.
+   * into any one second at the API. Costs rate·allowance/(1000+allowance) of throughput. The
+   * base: it grows with this process's event-loop lag (lag-allowance.ts).
    */
   jitterAllowanceMs: number;
+  /** Lag the base allowance covers; more lag grows the allowance, up to `maxJitterAllowanceMs`. */
+  maxJitterAllowanceMs: number;
   /** A caller that wakes up more than this late asks to move its slot to now (see retime-slot.lua). */
   lateToleranceMs: number;
   /** Callers of this process that may hold a reserved slot at once. */
@@ -54,6 +58,8 @@ export const BUDGET_GATE_DEFAULTS = {
   // 20 ms on 2 busy cores: 298 calls in one second at a 280/s egress, too close to the block at
   // 300 (docs/DESIGN.md, "Rate budgets"; docs/BENCHMARKS.md).
   jitterAllowanceMs: 30,
+  // 1000/1250: a process lagging that much still uses 0.8 of a budget.
+  maxJitterAllowanceMs: 250,
   lateToleranceMs: 10,
   reservationsInFlight: 8,
   errorRetryMs: 100,
@@ -87,6 +93,8 @@ export class BudgetGate implements RateGate {
   private closed = false;
   private lastErrorLogAtMs = 0;
   private announcer: NodeJS.Timeout | null = null;
+  private readonly allowance: LagAllowance;
+  private reportedAllowanceMs: number;
 
   constructor(
     private readonly redis: Redis,
@@ -97,6 +105,9 @@ export class BudgetGate implements RateGate {
     this.options = { ...BUDGET_GATE_DEFAULTS, ...options };
     this.adaptiveRate = this.options.accountRatePerSecond;
     this.slots = new SlotReservations(redis);
+    this.allowance = new LagAllowance({ baseMs: this.options.jitterAllowanceMs, maxMs: this.options.maxJitterAllowanceMs });
+    this.allowance.start();
+    this.reportedAllowanceMs = this.options.jitterAllowanceMs;
     this.local = new Bottleneck({ maxConcurrent: this.options.reservationsInFlight });
   }
 
@@ -154,7 +165,7 @@ export class BudgetGate implements RateGate {
         // The caller's own work took too long: this slot is stale. Move it to now if the windows
         // allow, else give it up and take a new one (never both: the stale slot is not reused).
         try {
-          if (await this.slots.retime(budgets, 1000 + this.options.jitterAllowanceMs, slot.member)) return;
+          if (await this.slots.retime(budgets, this.windowMs(), slot.member)) return;
         } catch {
           // The budgets do not answer: take a new slot below, which waits until they do.
         }
@@ -168,7 +179,7 @@ export class BudgetGate implements RateGate {
    * the slot's member and when it was due (performance.now() clock).
    */
   private async takeSlot(budgets: SlotBudget[]): Promise<{ member: string; dueMs: number }> {
-    const windowMs = 1000 + this.options.jitterAllowanceMs;
+    const windowMs = this.windowMs();
     for (let errors = 0; ; ) {
       if (this.closed) throw new Error('rate gate closed');
       this.counter += 1;
@@ -193,6 +204,25 @@ export class BudgetGate implements RateGate {
     }
   }
 
+  /** The jitter allowance in force now, ms (the base, or more while this process lags). */
+  jitterAllowanceMs(): number {
+    return this.allowance.current();
+  }
+
+  /** The span budgets are counted over for this process's next slot; says so when the lag moved it. */
+  private windowMs(): number {
+    const allowanceMs = this.allowance.current();
+    // Told when it grows by 20 ms or more, and when it is back at the base: not every second.
+    const base = this.options.jitterAllowanceMs;
+    if (allowanceMs >= this.reportedAllowanceMs + 20 || (allowanceMs === base && this.reportedAllowanceMs !== base)) {
+      const fields = { allowanceMs, eventLoopLagMs: Math.round(this.allowance.recentLagMs()), budgetShare: Math.round((1000 / (1000 + allowanceMs)) * 100) / 100 };
+      if (allowanceMs > base) this.log.warn(fields, 'this process lags: its calls are spaced wider so that late ones cannot bunch at the API');
+      else this.log.info(fields, 'event-loop lag eased: calls are spaced as usual again');
+      this.reportedAllowanceMs = allowanceMs;
+    }
+    return 1000 + allowanceMs;
+  }
+
   async setRatePerSecond(ratePerSecond: number): Promise<void> {
     // The adaptive rate is read by the reservation script from its shared key; this is the
     // process's view of it, for logs and metrics.
@@ -211,6 +241,7 @@ export class BudgetGate implements RateGate {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.allowance.stop();
     if (this.announcer !== null) clearInterval(this.announcer);
     await this.local.stop({ dropWaitingJobs: true }).catch(() => undefined);
   }
