@@ -216,8 +216,8 @@ export class BudgetGate implements RateGate {
     const base = this.options.jitterAllowanceMs;
     if (allowanceMs >= this.reportedAllowanceMs + 20 || (allowanceMs === base && this.reportedAllowanceMs !== base)) {
       const fields = { allowanceMs, eventLoopLagMs: Math.round(this.allowance.recentLagMs()), budgetShare: Math.round((1000 / (1000 + allowanceMs)) * 100) / 100 };
-      if (allowanceMs > base) this.log.warn(fields, 'this process lags: its calls are spaced wider so that late ones cannot bunch at the API');
-      else this.log.info(fields, 'event-loop lag eased: calls are spaced as usual again');
+      // Info, not warn: nothing is wrong and nothing is to be done; it explains a lower rate.
+      this.log.info(fields, allowanceMs > base ? 'this process lags: its calls are spaced wider so that late ones cannot bunch at the API' : 'event-loop lag eased: calls are spaced as usual again');
       this.reportedAllowanceMs = allowanceMs;
     }
     return 1000 + allowanceMs;
