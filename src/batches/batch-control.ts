@@ -3,7 +3,6 @@
  */
 import type { Queue } from 'bullmq';
 import { scanNodes, type RedisClient as Redis } from '../redis/redis-connection.js';
-import { revocationIdOf } from '../queue/job-id.js';
 import type { Keys } from '../queue/keys.js';
 import type { RevocationJobData } from '../queue/revocation-job.js';
 import { classOf, jobPriority, type BatchPriority } from '../queue/priority.js';
@@ -168,14 +167,6 @@ export class BatchControl {
       if (page.length === 0) break;
       ids.push(...page);
     }
-    return ids.length === 0 ? 0 : wakeJobs(this.queue, ids, { mayBeParking: (active) => this.markedParked(active), ...this.waker });
-  }
-
-  /** The jobs among these that the ledger marks parked (park.lua sets `parked` on its revocation). */
-  private async markedParked(jobIds: readonly string[]): Promise<ReadonlySet<string>> {
-    const pipeline = this.redis.pipeline();
-    for (const jobId of jobIds) pipeline.hget(this.keys.revocation(revocationIdOf(jobId)), 'parked');
-    const replies = (await pipeline.exec()) ?? [];
-    return new Set(jobIds.filter((jobId, index) => replies[index]?.[1] === jobId));
+    return ids.length === 0 ? 0 : wakeJobs(this.queue, ids, { mayBeParking: (active) => this.results.markedParked(active), ...this.waker });
   }
 }

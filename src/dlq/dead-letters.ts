@@ -125,7 +125,7 @@ export class DeadLetters {
         const open = await this.revocationQueue.getJob(answer.jobId);
         if (open !== undefined && moreUrgent(priority, classOf(open.priority))) await open.changePriority({ priority: bullPriority }).catch(() => undefined);
         // The open job is parked (its batches paused): a running batch wants it now.
-        if (answer.flag === 'following_parked') await wakeJobs(this.revocationQueue, [answer.jobId]);
+        if (answer.flag === 'following_parked') await wakeJobs(this.revocationQueue, [answer.jobId], { mayBeParking: (active) => this.results.markedParked(active) });
       }
       await job.remove();
       redriven += 1;

@@ -296,7 +296,8 @@ export class EnqueueRun {
       if (answer.flag === 'following_parked') parked.push(answer.jobId);
     }
     // Parked (its batches paused), or being parked right now: this running batch wants it.
-    if (parked.length > 0) await wakeJobs(this.settings.queue, parked);
+    // Only a job the ledger still marks parked is waited for: one already woken may be running.
+    if (parked.length > 0) await wakeJobs(this.settings.queue, parked, { mayBeParking: (active) => this.settings.results.markedParked(active) });
   }
 
   /**

@@ -304,7 +304,7 @@ export class Reconciler {
             await this.add(answer.jobId, revocationJobData(batchId, record, record.action, entry.field), batch.priority);
             report.requeued.push({ batchId, deviceSn: record.deviceSn, jobId: answer.jobId, why: 'nojob' });
           } else if (answer.flag === 'following_parked') {
-            await wakeJobs(this.deps.queue, [answer.jobId]);
+            await wakeJobs(this.deps.queue, [answer.jobId], { mayBeParking: (active) => this.deps.results.markedParked(active) });
           }
         }
       }

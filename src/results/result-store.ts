@@ -18,6 +18,7 @@ import { EMIT_EVENT_LUA } from '../events/batch-event.js';
 import { loadLua } from '../redis/lua-script.js';
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import { RunIdWatch } from '../redis/run-id-watch.js';
+import { revocationIdOf } from '../queue/job-id.js';
 import type { Keys } from '../queue/keys.js';
 import { parsePriority, type BatchPriority } from '../queue/priority.js';
 import type { BatchState } from '../batches/batch.js';
@@ -323,6 +324,15 @@ export class ResultStore {
       const raw = replies[index]?.[1];
       return typeof raw === 'string' ? Number(raw) : null;
     });
+  }
+
+  /** The jobs among these that the ledger marks parked (park.lua sets `parked` on the revocation), in one round trip. */
+  async markedParked(jobIds: readonly string[]): Promise<ReadonlySet<string>> {
+    if (jobIds.length === 0) return new Set();
+    const pipeline = this.redis.pipeline();
+    for (const jobId of jobIds) pipeline.hget(this.keys.revocation(revocationIdOf(jobId)), 'parked');
+    const replies = (await pipeline.exec()) ?? [];
+    return new Set(jobIds.filter((jobId, index) => replies[index]?.[1] === jobId));
   }
 
   /** The open job of each revocation (null where none is open), in one round trip. */
