@@ -28,12 +28,12 @@ import { escapeControl } from './terminal-text.js';
 import type { Config } from '../config/config.js';
 import type { Context } from '../runtime/context.js';
 import { listCaDevices, readListing } from './ca-listing.js';
-import { pageAllowance, SNAPSHOT_CALL_TIMEOUT_MS, snapshotModeFlag, takeSnapshots, type SnapshotMode } from './snapshot-step.js';
+import { pageAllowance, SNAPSHOT_CALL_TIMEOUT_MS, SNAPSHOT_PAGE_SIZE, snapshotModeFlag, snapshotPlanNote, takeSnapshots, type SnapshotMode } from './snapshot-step.js';
 import { auditCli } from './cli-actor.js';
 import { CliError, EXIT, loadConfig, withContext } from './cli-context.js';
 import { confirmYes, requireConsentPossible } from './consent.js';
 import { commandLine, operatorName, REASON_CODE_HELP, reasonFlags } from './operator.js';
-import { budgetsFromConfig, estimateSeconds, formatPlan, planJson, PlanCounter, readPlanBudgets, type Plan, type PlanBudgets } from './plan.js';
+import { budgetsFromConfig, effectiveRate, estimateSeconds, formatPlan, planJson, PlanCounter, readPlanBudgets, type Plan, type PlanBudgets } from './plan.js';
 import { ProgressLine } from './progress-line.js';
 
 interface EnqueueFlags {
@@ -135,7 +135,8 @@ async function planCsv(file: string, csvOptions: { defaultInstanceId?: string; d
   return { counter, sha256: input.sha256() };
 }
 
-function csvPlan(file: string, action: RevocationAction, counter: PlanCounter, sha256: string | null, budgets: PlanBudgets): Plan {
+function csvPlan(file: string, action: RevocationAction, counter: PlanCounter, sha256: string | null, budgets: PlanBudgets, snapshotMode: SnapshotMode): Plan {
+  const snapshot = snapshotPlanNote(snapshotMode, counter.perCa, effectiveRate(budgets));
   const { instances, cas } = counter.targets();
   return {
     title: `${action} the ${counter.devices.toLocaleString('en-US')} device certificates listed in ${file}`,
@@ -148,7 +149,7 @@ function csvPlan(file: string, action: RevocationAction, counter: PlanCounter, s
     budgets,
     calls: counter.devices,
     estimatedSeconds: estimateSeconds(counter.devices, budgets),
-    notes: sha256 !== null ? [`input SHA-256 ${sha256}`] : [],
+    notes: [...(sha256 !== null ? [`input SHA-256 ${sha256}`] : []), ...(snapshot !== null ? [snapshot] : [])],
   };
 }
 
@@ -173,7 +174,7 @@ async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
     const { counter, sha256 } = await planCsv(file, csvOptions, (line, reason) => {
       if (flags.json !== true) process.stdout.write(`line ${line}: rejected: ${reason}\n`);
     });
-    const plan = csvPlan(file, action, counter, sha256, budgetsFromConfig(config));
+    const plan = csvPlan(file, action, counter, sha256, budgetsFromConfig(config), snapshotMode);
     if (flags.json === true) {
       process.stdout.write(`${JSON.stringify({ batchId: null, accepted: counter.devices, rejected: counter.rejected, duplicates: counter.duplicates, dryRun: true, inputSha256: sha256, plan: planJson(plan) })}\n`);
     } else {
@@ -192,7 +193,7 @@ async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {
       const { counter, sha256 } = await planCsv(file, csvOptions, () => undefined);
       plannedSha = sha256;
       perCa = counter.perCa;
-      planStream(flags).write(formatPlan(csvPlan(file, action, counter, sha256, await readPlanBudgets(context))));
+      planStream(flags).write(formatPlan(csvPlan(file, action, counter, sha256, await readPlanBudgets(context), snapshotMode)));
       await consent(flags, `${action} these ${counter.devices} device certificates?`);
     }
     if (snapshotMode !== 'never') {
@@ -246,7 +247,7 @@ async function snapshotBeforeFirstCall(context: Context, config: Config, perCa: 
     // Evidence only: an API that does not answer gets a short look (EVIDENCE_RETRY), not a minute.
     const api = new CertificateApi({ endpoint: config.apiEndpoint, protocol: config.apiProtocol, timeoutMs: Math.min(config.apiTimeoutMs, SNAPSHOT_CALL_TIMEOUT_MS), credentials: config.credentials });
     caller = await openApiCaller(context, api, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'revoker-enqueue'), EVIDENCE_RETRY);
-    const taken = await takeSnapshots(caller, api, context.snapshots, wanted, { mode, pageSize: 100, source: `enqueue ${file}`, onProgress: (text) => line.update(text) });
+    const taken = await takeSnapshots(caller, api, context.snapshots, wanted, { mode, pageSize: SNAPSHOT_PAGE_SIZE, source: `enqueue ${file}`, onProgress: (text) => line.update(text) });
     line.done();
     for (const snapshot of quiet ? [] : taken) {
       process.stderr.write(`existence snapshot of ${snapshot.mqttInstanceId}/${snapshot.caSn}: ${snapshot.listed} devices in ${snapshot.pages} page(s)${snapshot.complete ? '' : " (stopped at a tenth of the batch's calls: proves presence only)"}\n`);

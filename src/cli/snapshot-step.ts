@@ -10,6 +10,7 @@ import type { ExistenceSnapshots } from '../results/existence-snapshot.js';
 import type { ApiCaller } from './api-caller.js';
 import { listPages } from './ca-listing.js';
 import { CliError } from './cli-context.js';
+import { formatDuration } from './plan.js';
 
 /** The `--snapshot` modes. */
 export type SnapshotMode = 'auto' | 'always' | 'never';
@@ -19,6 +20,9 @@ export type SnapshotMode = 'auto' | 'always' | 'never';
  * the batch's first call (with EVIDENCE_RETRY's three tries an unreachable API costs seconds).
  */
 export const SNAPSHOT_CALL_TIMEOUT_MS = 5_000;
+
+/** Devices per snapshot page (the listing's PageSize). */
+export const SNAPSHOT_PAGE_SIZE = 100;
 
 /** Share of a CA's revocation calls that `auto` spends on listing it. */
 export const AUTO_SNAPSHOT_SHARE = 0.1;
@@ -46,6 +50,26 @@ export function pageAllowance(mode: SnapshotMode, batchDevices: number): number 
   if (mode === 'never') return 0;
   if (mode === 'always') return Number.POSITIVE_INFINITY;
   return Math.floor(batchDevices * AUTO_SNAPSHOT_SHARE);
+}
+
+/**
+ * The plan's line about the snapshot: how many listing pages may come before the batch's first
+ * call, and how long they take at `ratePerSecond` (null when none: `never`, or CAs too small).
+ * `auto` is bounded by the allowance; `always` by the CA's size, which the plan does not know.
+ */
+export function snapshotPlanNote(mode: SnapshotMode, perCa: ReadonlyMap<string, number>, ratePerSecond: number): string | null {
+  const listed = [...perCa.values()].filter((devices) => pageAllowance(mode, devices) >= 1);
+  if (listed.length === 0) return null;
+  const cas = `${listed.length} CA${listed.length === 1 ? '' : 's'}`;
+  if (mode === 'always') return `existence snapshot first (--snapshot always): every page of ${cas} is listed before the first revocation; --snapshot never skips it`;
+  // At least the pages the batch's own devices fill (a CA holds them, and perhaps more); at most
+  // the allowance.
+  const most = listed.reduce((sum, devices) => sum + pageAllowance(mode, devices), 0);
+  const least = listed.reduce((sum, devices) => sum + Math.min(pageAllowance(mode, devices), Math.ceil(devices / SNAPSHOT_PAGE_SIZE)), 0);
+  const rate = Math.max(1, ratePerSecond);
+  const pages = least === most ? `${most.toLocaleString('en-US')}` : `${least.toLocaleString('en-US')} to ${most.toLocaleString('en-US')}`;
+  const time = least === most ? `about ${formatDuration(most / rate)}` : least / rate < 1 ? `up to ${formatDuration(most / rate)}` : `${formatDuration(least / rate)} to ${formatDuration(most / rate)}`;
+  return `existence snapshot first (--snapshot auto): ${pages} listing pages of ${cas} (${time}, by the CA's size) before the first revocation, so that a call whose answer is lost still gets an exact outcome; --snapshot never skips it`;
 }
 
 /**

@@ -5,6 +5,7 @@ import { CliError } from '../../src/cli/cli-context.js';
 import { ask, requireConsentPossible } from '../../src/cli/consent.js';
 import { commandLine, reasonFlags } from '../../src/cli/operator.js';
 import { budgetsFromConfig, effectiveRate, estimateSeconds, formatDuration, formatPlan, PlanCounter, type Plan } from '../../src/cli/plan.js';
+import { snapshotPlanNote } from '../../src/cli/snapshot-step.js';
 
 const CONFIG = { ratePerSecond: 480, egressId: 'default', egressRatePerSecond: 280 };
 
@@ -83,5 +84,28 @@ describe('consent and flags', () => {
 
   it('records the command as typed, quoted for a shell', () => {
     expect(commandLine(['node', 'main.js', 'enqueue', 'my file.csv', '--reason', "it's leaked"])).toBe("revoker enqueue 'my file.csv' --reason 'it'\\''s leaked'");
+  });
+});
+
+describe("the plan's snapshot line", () => {
+  it('says how many listing pages come before the first revocation under auto, and how long they take', () => {
+    // 20,000 devices under one CA: auto lists at most a tenth of their calls, 2,000 pages (7.1 s at
+    // 280/s), and the CA holds at least those 20,000; a CA with 5 devices is not worth one page.
+    const perCa = new Map([
+      ['mqtt-cn-a/ca-big', 20_000],
+      ['mqtt-cn-a/ca-tiny', 5],
+    ]);
+    const note = snapshotPlanNote('auto', perCa, 280);
+    // At least the 200 pages its own devices fill (0.7 s at 280/s), at most the 2,000 allowed.
+    expect(note).toContain('200 to 2,000 listing pages of 1 CA');
+    expect(note).toContain('(up to 8 s, ');
+    expect(note).toContain('--snapshot never skips it');
+  });
+
+  it('names every CA under always, and nothing under never or when every CA is too small for auto', () => {
+    const perCa = new Map([['mqtt-cn-a/ca-tiny', 5]]);
+    expect(snapshotPlanNote('always', perCa, 280)).toContain('every page of 1 CA');
+    expect(snapshotPlanNote('never', new Map([['mqtt-cn-a/ca-big', 20_000]]), 280)).toBeNull();
+    expect(snapshotPlanNote('auto', perCa, 280)).toBeNull();
   });
 });
