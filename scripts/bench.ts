@@ -6,7 +6,7 @@
  *   BENCH_QUICK=1 npm run bench   # smaller sizes, for a smoke run
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { once } from 'node:events';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +30,7 @@ import {
   perIpSummary,
   cpuMsOf,
   openRedis,
+  peakRss,
   redisUsedMemory,
   removePrefix,
   sleep,
@@ -291,21 +292,6 @@ async function urgentDuringBulk(): Promise<void> {
   }
 }
 
-async function peakRss(pid: number, until: Promise<unknown>): Promise<number> {
-  let peak = 0;
-  let done = false;
-  void until.finally(() => (done = true));
-  while (!done) {
-    try {
-      const status = await readFile(`/proc/${pid}/status`, 'utf8');
-      peak = Math.max(peak, Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024);
-    } catch {
-      break;
-    }
-    await sleep(100);
-  }
-  return peak;
-}
 
 async function ingest(): Promise<void> {
   const count = QUICK ? 100_000 : 1_000_000;

@@ -26,6 +26,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { removePrefix } from '../test/helpers/redis.js';
+import { peakRss } from './bench/bench-support.js';
 
 const INSTANCE = 'mqtt-cn-measure0001';
 const CA = 'ca00000000measure';
@@ -79,23 +80,6 @@ async function writeCsv(file: string, rows: number): Promise<void> {
   await once(out, 'finish');
 }
 
-/** Peak resident set (VmHWM) of a running process, polled until `until` settles. */
-async function peakRss(pid: number, until: Promise<unknown>): Promise<number> {
-  let peak = 0;
-  let done = false;
-  void until.finally(() => (done = true));
-  while (!done) {
-    try {
-      const status = await readFile(`/proc/${pid}/status`, 'utf8');
-      peak = Math.max(peak, Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024);
-    } catch {
-      break;
-    }
-    await new Promise((resolveSleep) => setTimeout(resolveSleep, 50));
-  }
-  return peak;
-}
-
 async function runOnce(root: string, file: string, rows: number, compiled: boolean): Promise<Run> {
   const prefix = `{measure-ingest-${process.pid}-${Date.now().toString(36)}}`;
   const entry = compiled ? ['dist/src/cli/main.js'] : ['--import', 'tsx', 'src/cli/main.ts'];
@@ -115,7 +99,7 @@ async function runOnce(root: string, file: string, rows: number, compiled: boole
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
   try {
-    const peak = await peakRss(child.pid ?? 0, exited);
+    const peak = await peakRss(child.pid ?? 0, exited, 50);
     const code = await exited;
     const seconds = (performance.now() - startedAt) / 1000;
     const redisCpu = (await cpuSecondsOf(server)) - redisBefore;

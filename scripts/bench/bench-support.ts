@@ -157,3 +157,20 @@ export async function stopProcessWithin(spawned: Spawned, graceMs: number): Prom
     clearTimeout(timer);
   }
 }
+
+/** Peak resident set (VmHWM) of a running process, polled every `everyMs` until `until` settles. */
+export async function peakRss(pid: number, until: Promise<unknown>, everyMs = 100): Promise<number> {
+  let peak = 0;
+  let done = false;
+  void until.finally(() => (done = true));
+  while (!done) {
+    try {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8');
+      peak = Math.max(peak, Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024);
+    } catch {
+      break;
+    }
+    await sleep(everyMs);
+  }
+  return peak;
+}

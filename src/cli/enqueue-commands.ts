@@ -33,7 +33,7 @@ import { auditCli } from './cli-actor.js';
 import { CliError, EXIT, loadConfig, withContext } from './cli-context.js';
 import { confirmYes, requireConsentPossible } from './consent.js';
 import { commandLine, operatorName, REASON_CODE_HELP, reasonFlags } from './operator.js';
-import { budgetsFromConfig, effectiveRate, estimateSeconds, formatPlan, planJson, PlanCounter, readPlanBudgets, type Plan, type PlanBudgets } from './plan.js';
+import { budgetsFromConfig, csvFilePlan, effectiveRate, estimateSeconds, formatPlan, planJson, PlanCounter, readPlanBudgets, type Plan, type PlanBudgets } from './plan.js';
 import { ProgressLine } from './progress-line.js';
 
 interface EnqueueFlags {
@@ -137,20 +137,7 @@ async function planCsv(file: string, csvOptions: { defaultInstanceId?: string; d
 
 function csvPlan(file: string, action: RevocationAction, counter: PlanCounter, sha256: string | null, budgets: PlanBudgets, snapshotMode: SnapshotMode): Plan {
   const snapshot = snapshotPlanNote(snapshotMode, counter.perCa, effectiveRate(budgets));
-  const { instances, cas } = counter.targets();
-  return {
-    title: `${action} the ${counter.devices.toLocaleString('en-US')} device certificates listed in ${file}`,
-    action,
-    devices: counter.devices,
-    rejected: counter.rejected,
-    duplicates: counter.duplicates,
-    instances,
-    cas,
-    budgets,
-    calls: counter.devices,
-    estimatedSeconds: estimateSeconds(counter.devices, budgets),
-    notes: [...(sha256 !== null ? [`input SHA-256 ${sha256}`] : []), ...(snapshot !== null ? [snapshot] : [])],
-  };
+  return csvFilePlan(file, action, counter, sha256, budgets, snapshot !== null ? [snapshot] : []);
 }
 
 async function enqueueCsv(file: string, flags: EnqueueFlags): Promise<number> {

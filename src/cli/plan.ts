@@ -131,6 +131,27 @@ function named(values: string[]): string {
   return values.length > MAX_NAMED ? `${values.length} (${shown}, …)` : `${values.length} (${shown})`;
 }
 
+/**
+ * The plan of revoking the devices a CSV file lists (the CLI's `enqueue`, the console's upload):
+ * one call per device, the input's hash, and any `notes` the caller adds.
+ */
+export function csvFilePlan(fileName: string, action: string, counter: PlanCounter, sha256: string | null, budgets: PlanBudgets, notes: readonly string[] = []): Plan {
+  const { instances, cas } = counter.targets();
+  return {
+    title: `${action} the ${counter.devices.toLocaleString('en-US')} device certificates listed in ${fileName}`,
+    action,
+    devices: counter.devices,
+    rejected: counter.rejected,
+    duplicates: counter.duplicates,
+    instances,
+    cas,
+    budgets,
+    calls: counter.devices,
+    estimatedSeconds: estimateSeconds(counter.devices, budgets),
+    notes: [...(sha256 !== null ? [`input SHA-256 ${sha256}`] : []), ...notes],
+  };
+}
+
 /** The plan as the lines a person reads. */
 export function formatPlan(plan: Plan): string {
   const b = plan.budgets;

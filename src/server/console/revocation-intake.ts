@@ -16,7 +16,7 @@ import type { RevocationAction } from '../../cloud/certificate-api.js';
 import { CertificateApi } from '../../cloud/certificate-api.js';
 import { openApiCaller } from '../../cli/api-caller.js';
 import { listCaDevices, readListing } from '../../cli/ca-listing.js';
-import { estimateSeconds, PlanCounter, readPlanBudgets, type Plan } from '../../cli/plan.js';
+import { csvFilePlan, estimateSeconds, PlanCounter, readPlanBudgets, type Plan } from '../../cli/plan.js';
 import { CsvInputError } from '../../producer/csv-input-error.js';
 import { readDeviceCsv } from '../../producer/csv-source.js';
 import type { InputItem, RejectedRow } from '../../producer/device-request.js';
@@ -82,21 +82,8 @@ export async function planCsv(context: Context, file: string, input: { fileName:
     } else counter.addDevice(item.request);
   }
   const budgets = await readPlanBudgets(context);
-  const { instances, cas } = counter.targets();
   return {
-    plan: {
-      title: `${input.action} the ${counter.devices.toLocaleString('en-US')} device certificates listed in ${input.fileName}`,
-      action: input.action,
-      devices: counter.devices,
-      rejected: counter.rejected,
-      duplicates: counter.duplicates,
-      instances,
-      cas,
-      budgets,
-      calls: counter.devices,
-      estimatedSeconds: estimateSeconds(counter.devices, budgets),
-      notes: [`input SHA-256 ${input.sha256}`],
-    },
+    plan: csvFilePlan(input.fileName, input.action, counter, input.sha256, budgets),
     rejectedShown,
     pairs: pairsOf(counter),
   };
