@@ -204,16 +204,22 @@ describe('ledger scripts', () => {
   it('a call whose ledger entry a Redis crash took: the generation that reopens that job id starts with its answer lost', async () => {
     const rid = revocationId(device('lost-1'), 'delete');
     const other = revocationId(device('lost-2'), 'delete');
-    // After the restart: no entry for either (the chunk that opened them was lost); a worker names
-    // the calls it made for `<rid>-1` and `<other>-1`.
-    expect(await context.results.markLostAnswers([{ rid, jobId: `${rid}-1` }, { rid: other, jobId: `${other}-1` }])).toBe(0);
+    // A call of the worker's whose revocation finished before the crash (its entry survived).
+    const done = revocationId(device('lost-done'), 'delete');
+    const d = await newBatch('lost-d');
+    const [doneJob] = await context.results.registerRevocations(d, [entry(d, 'lost-done')]);
+    await context.results.finalizeRevocation(done, doneJob!.jobId, record(d, 'lost-done'));
+    // After the restart: no entry for lost-1 and lost-2 (the chunk that opened them was lost); a
+    // worker names the calls it made for `<rid>-1`, `<other>-1` and the finished one.
+    expect(await context.results.markLostAnswers([{ rid, jobId: `${rid}-1` }, { rid: other, jobId: `${other}-1` }, { rid: done, jobId: doneJob!.jobId }])).toBe(0);
     expect(await context.redis.ttl(context.keys.lostMarks())).toBeGreaterThan(3_000);
     // The producer sends the chunk again: generation 1 opens with the mark.
     const a = await newBatch('lost-a');
     const answer = await context.results.registerChunk(a, { devices: [entry(a, 'lost-1')] }, 'req-lost-a');
     expect(answer).toMatchObject({ cached: false, answers: [{ flag: 'queue', jobId: `${rid}-1` }] });
     expect((await context.results.readSubscribers(rid, `${rid}-1`, context.keys.accountPause('none'))).lostAnswer).toBe(true);
-    // The mark was taken once: the other device's stays until its job id opens.
+    // The mark was taken once: the other device's stays until its job id opens; the finished
+    // revocation's call got none (its generation is in the entry).
     expect(await context.redis.hkeys(context.keys.lostMarks())).toEqual([`${other}-1`]);
     // Sent once more (the same request id): the first answer, marked as such, and nothing written.
     const again = await context.results.registerChunk(a, { devices: [entry(a, 'lost-1')] }, 'req-lost-a');
