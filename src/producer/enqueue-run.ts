@@ -109,8 +109,6 @@ export class EnqueueRun {
   private gauge: { waiting: number; uncountedFrom: number } | null = null;
   /** Chunks registered within `resendWindowMs` of the latest one, oldest first. */
   private readonly recent: SentChunk[] = [];
-  /** Chunks sent again after Redis came back as a new instance, and how many of them it had lost. */
-  readonly resent = { chunks: 0, lost: 0 };
 
   constructor(
     private readonly settings: RunSettings,
@@ -240,14 +238,12 @@ export class EnqueueRun {
     for (const chunk of [...this.recent]) {
       const entries = this.entries(chunk.devices);
       const answer = await retrying(this.settings.chunkTries, () => this.settings.results.registerChunk(this.batchId, { devices: entries, rejected: chunk.rejected }, chunk.requestId));
-      this.resent.chunks += 1;
       if (answer.cached) continue;
       if (answer.state === 'cancelled') {
         this.stoppedEarly = true;
         return;
       }
       // Lost: registered again just now (its counters with it); its jobs are added again.
-      this.resent.lost += 1;
       const { jobs, followed } = this.sort(entries, answer.answers, chunk.position, false);
       await this.land(jobs, followed);
     }
