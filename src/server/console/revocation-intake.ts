@@ -20,9 +20,9 @@ import { csvFilePlan, estimateSeconds, PlanCounter, readPlanBudgets, type Plan }
 import { CsvInputError } from '../../producer/csv-input-error.js';
 import { readDeviceCsv } from '../../producer/csv-source.js';
 import type { InputItem, RejectedRow } from '../../producer/device-request.js';
-import { Enqueuer, type EnqueueSummary } from '../../producer/enqueuer.js';
+import type { EnqueueSummary } from '../../producer/enqueuer.js';
+import { Intake, intakeDeps } from '../../producer/intake.js';
 import type { ReasonCode } from '../../report/batch-audit.js';
-import { reportStores } from '../../report/report-stores.js';
 import type { Context } from '../../runtime/context.js';
 import type { Logger } from 'pino';
 import { consoleFactsKey } from './batch-devices.js';
@@ -160,17 +160,20 @@ export interface StartedBatch {
  * input was cut short.
  */
 export async function startBatch(context: Context, spec: StartSpec, signal: AbortSignal): Promise<StartedBatch> {
-  const { order, audit } = reportStores(context);
   const trail = new AuditTrail(context.redis, context.keys, context.config.retentionDays);
   const source = spec.input.kind === 'csv' ? 'csv' : 'ca_listing';
-  const batchId = await context.batches.create({ name: spec.name, source, action: spec.action, priority: spec.priority, createdBy: spec.actor });
   const command = spec.input.kind === 'csv' ? `console: upload of ${spec.input.fileName} by ${spec.actor}` : `console: everything under CA ${spec.input.caSn} on ${spec.input.mqttInstanceId}, by ${spec.actor}`;
-  await audit.set(batchId, {
-    reason: spec.reason,
-    reasonCode: spec.reasonCode,
-    command,
-    ...(spec.input.kind === 'csv' ? { inputFile: spec.input.fileName, inputSha256: spec.input.sha256 } : {}),
+  // The one intake path (src/producer/intake.ts): batch, header facts, heartbeat, input order.
+  const intake = new Intake(intakeDeps(context), { highWaterJobs: context.config.highWaterJobs });
+  const batch = await intake.open({
+    name: spec.name,
+    source,
+    action: spec.action,
+    priority: spec.priority,
+    createdBy: spec.actor,
+    facts: { reason: spec.reason, reasonCode: spec.reasonCode, command, ...(spec.input.kind === 'csv' ? { inputFile: spec.input.fileName, inputSha256: spec.input.sha256 } : {}) },
   });
+  const batchId = batch.batchId;
   await context.redis
     .multi()
     .hset(consoleFactsKey(context.keys, batchId), 'pairs', JSON.stringify(spec.pairs))
@@ -199,8 +202,7 @@ export async function startBatch(context: Context, spec: StartSpec, signal: Abor
       yield item;
     }
   }
-  const enqueuer = new Enqueuer(context.queue, context.batches, context.results, { highWaterJobs: context.config.highWaterJobs });
-  const done = enqueuer.enqueue(batchId, spec.action, order.tap(batchId, spec.action, items())).then(
+  const done = batch.enqueue(items()).then(
     async (summary) => {
       await trail.record({ action: 'enqueue', batchId, actor: spec.actor, from: spec.from, args: { ...args, status: 'enqueued', accepted: summary.accepted, rejected: summary.rejected, duplicates: summary.duplicates }, ok: true });
       return summary;
