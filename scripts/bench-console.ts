@@ -92,7 +92,7 @@ const fmt = (ms: number): string => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1));
 async function benchPage(devicesWanted: number): Promise<void> {
   const prefix = `{bench-console-page-${randomBytes(3).toString('hex')}}`;
   const context = contextFor(prefix);
-  const order = new InputOrder(context.redis, context.keys, 1);
+  const order = new InputOrder(context.redis, context.keys);
   try {
     const instance = 'mqtt-cn-benchconsole';
     const cas = ['ca00000000bench01', 'ca00000000bench02'];

@@ -15,7 +15,7 @@ export interface ReportStores {
 /** Builds the stores (cheap: no connection of their own). */
 export function reportStores(context: Pick<Context, 'redis' | 'keys' | 'config'>): ReportStores {
   return {
-    order: new InputOrder(context.redis, context.keys, context.config.retentionDays),
+    order: new InputOrder(context.redis, context.keys),
     audit: new BatchAuditStore(context.redis, context.keys, context.config.retentionDays),
   };
 }

@@ -36,8 +36,6 @@ export class InputOrder {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
-    // Unused since the order lives as long as its batch; kept so that callers need not change.
-    _retentionDays?: number,
   ) {}
 
   private key(batchId: string): string {

@@ -56,7 +56,7 @@ beforeAll(() => {
   redis = new Redis(TEST_REDIS_URL);
   batches = new BatchStore(redis, keys, 1);
   results = new ResultStore(redis, keys);
-  order = new InputOrder(redis, keys, 1);
+  order = new InputOrder(redis, keys);
 });
 
 afterAll(async () => {
