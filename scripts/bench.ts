@@ -29,6 +29,7 @@ import {
   busiestForAction,
   perIpSummary,
   cpuMsOf,
+  gateSummary,
   openRedis,
   peakRss,
   redisUsedMemory,
@@ -110,8 +111,14 @@ async function runBatch(label: string, options: { groups: number[]; devices: num
     const cpuAfter = await Promise.all(workers.map((worker) => cpuMsOf(worker.child.pid ?? 0)));
     const stats = await api.control<EmulatorStatsView>('/_emulator/stats');
     const batch = await context.batches.get(batchId);
+    // One more progress line from each worker, with its gate's counters (written every 5 s and at close).
+    await Promise.all(workers.map((worker) => stopProcess(worker)));
+    const gate = gateSummary(workers.map((worker) => worker.output()));
+    // BENCH_WORKER_LOGS=<dir> keeps each worker's output (for a look at its lag, GC or errors).
+    const logDir = process.env.BENCH_WORKER_LOGS;
+    if (logDir !== undefined) await Promise.all(workers.map((worker, index) => writeFile(join(logDir, `${label}-worker${index + 1}.log`), worker.output())));
     const cpuMs = cpuAfter.reduce((sum, value, index) => sum + value - (cpuBefore[index] ?? 0), 0);
-    return { seconds, steady: sampler.steadyRate(options.devices), stats, batch, cpuMsPerDevice: cpuMs / options.devices };
+    return { seconds, steady: sampler.steadyRate(options.devices), stats, batch, cpuMsPerDevice: cpuMs / options.devices, gate };
   } finally {
     await Promise.all(workers.map((worker) => stopProcess(worker)));
     for (const forwarder of forwarders) await forwarder.close();
@@ -131,28 +138,30 @@ async function throughput(): Promise<{ oneEgress: number; twoEgress: number }> {
   const devices = QUICK ? 3_000 : 20_000;
   let oneEgress = 0;
   let twoEgress = 0;
+  // BENCH_SETUPS=1,4,2x2 runs only those setups: N workers in one egress, or 2xN in two groups.
+  const setups = new Set((process.env.BENCH_SETUPS ?? '1,2,4,2x1,2x2').split(','));
   // One egress at the defaults: the egress budget (280/s) binds, whatever the worker count.
-  for (const workers of [1, 2, 4]) {
+  for (const workers of [1, 2, 4].filter((count) => setups.has(String(count)))) {
     const result = await runBatch(`cap${workers}`, { groups: [workers], devices, emulatorRate: 500 });
     const ideal = devices / EGRESS_RATE;
     oneEgress = Math.max(oneEgress, result.steady);
     rows.push([
       `throughput, one egress, ${workers} worker${workers > 1 ? 's' : ''}`,
       `${devices} devices; account ${RATE}/s, egress ${EGRESS_RATE}/s`,
-      `steady ${fmt(result.steady / EGRESS_RATE)} of the egress budget (${fmt(result.steady, 0)}/s); ${limitsSeen(result.stats)}; ${fmt(result.seconds, 1)} s vs ideal ${fmt(ideal, 1)} s; worker CPU ${fmt(result.cpuMsPerDevice, 3)} ms/device`,
+      `steady ${fmt(result.steady / EGRESS_RATE)} of the egress budget (${fmt(result.steady, 0)}/s); ${limitsSeen(result.stats)}; ${fmt(result.seconds, 1)} s vs ideal ${fmt(ideal, 1)} s; worker CPU ${fmt(result.cpuMsPerDevice, 3)} ms/device; ${result.gate}`,
       `≥ 0.97, ≤ 300 per IP, 0 blocks, 0 throttled`,
     ]);
     process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
   }
   // Two egress groups (two source IPs): the account budget (480/s) binds.
-  for (const perGroup of [1, 2]) {
+  for (const perGroup of [1, 2].filter((count) => setups.has(`2x${count}`))) {
     const result = await runBatch(`egress2x${perGroup}`, { groups: [perGroup, perGroup], devices, emulatorRate: 500 });
     const ideal = devices / RATE;
     twoEgress = Math.max(twoEgress, result.steady);
     rows.push([
       `throughput, two egress groups, ${perGroup} worker${perGroup > 1 ? 's' : ''} each`,
       `${devices} devices; account ${RATE}/s, egress ${EGRESS_RATE}/s × 2`,
-      `steady ${fmt(result.steady / RATE)} of the account budget (${fmt(result.steady, 0)}/s); ${limitsSeen(result.stats)}; ${fmt(result.seconds, 1)} s vs ideal ${fmt(ideal, 1)} s; worker CPU ${fmt(result.cpuMsPerDevice, 3)} ms/device`,
+      `steady ${fmt(result.steady / RATE)} of the account budget (${fmt(result.steady, 0)}/s); ${limitsSeen(result.stats)}; ${fmt(result.seconds, 1)} s vs ideal ${fmt(ideal, 1)} s; worker CPU ${fmt(result.cpuMsPerDevice, 3)} ms/device; ${result.gate}`,
       `≥ 0.97, ≤ 300 per IP, ≤ ${RATE} at the API, 0 blocks`,
     ]);
     process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);

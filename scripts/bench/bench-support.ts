@@ -174,3 +174,27 @@ export async function peakRss(pid: number, until: Promise<unknown>, everyMs = 10
   }
   return peak;
 }
+
+/** What the workers' rate gates said in their progress lines (RateGate.takeStats): late slots and the allowance. */
+export function gateSummary(outputs: readonly string[]): string {
+  let permits = 0;
+  let lateMoved = 0;
+  let lateGivenUp = 0;
+  let maxAllowanceMs = 0;
+  for (const output of outputs) {
+    for (const line of output.split('\n')) {
+      if (!line.includes('"gate":')) continue;
+      try {
+        const gate = (JSON.parse(line) as { gate?: { permits: number; lateMoved: number; lateGivenUp: number; allowanceMs: number } }).gate;
+        if (gate === undefined) continue;
+        permits += gate.permits;
+        lateMoved += gate.lateMoved;
+        lateGivenUp += gate.lateGivenUp;
+        maxAllowanceMs = Math.max(maxAllowanceMs, gate.allowanceMs);
+      } catch {
+        // Not a log line of ours.
+      }
+    }
+  }
+  return `late slots ${lateMoved} moved to now, ${lateGivenUp} given up, of ${permits} permits; jitter allowance up to ${maxAllowanceMs} ms`;
+}

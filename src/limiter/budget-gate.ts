@@ -21,7 +21,7 @@ import type { Keys } from '../queue/keys.js';
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import { READ_ACTIONS, type ApiAction } from './api-action.js';
 import { LagAllowance } from './lag-allowance.js';
-import type { Permit, RateGate } from './rate-gate.js';
+import type { GateStats, Permit, RateGate } from './rate-gate.js';
 import { SlotReservations, type SlotBudget } from './slot-reservations.js';
 
 /** Options of `BudgetGate`. */
@@ -95,6 +95,7 @@ export class BudgetGate implements RateGate {
   private announcer: NodeJS.Timeout | null = null;
   private readonly allowance: LagAllowance;
   private reportedAllowanceMs: number;
+  private stats = { permits: 0, lateMoved: 0, lateGivenUp: 0 };
 
   constructor(
     private readonly redis: Redis,
@@ -165,10 +166,14 @@ export class BudgetGate implements RateGate {
         // The caller's own work took too long: this slot is stale. Move it to now if the windows
         // allow, else give it up and take a new one (never both: the stale slot is not reused).
         try {
-          if (await this.slots.retime(budgets, this.windowMs(), slot.member)) return;
+          if (await this.slots.retime(budgets, this.windowMs(), slot.member)) {
+            this.stats.lateMoved += 1;
+            return;
+          }
         } catch {
           // The budgets do not answer: take a new slot below, which waits until they do.
         }
+        this.stats.lateGivenUp += 1;
         slot = await this.takeSlot(budgets);
       },
     };
@@ -188,9 +193,17 @@ export class BudgetGate implements RateGate {
         const waitMs = await this.slots.reserve(budgets, windowMs, member);
         const due = performance.now() + waitMs;
         if (waitMs >= 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
-        if (performance.now() - due <= this.options.lateToleranceMs) return { member, dueMs: due };
+        if (performance.now() - due <= this.options.lateToleranceMs) {
+          this.stats.permits += 1;
+          return { member, dueMs: due };
+        }
         // Woke too late: calling now is allowed only where the windows around now still hold.
-        if (await this.slots.retime(budgets, windowMs, member)) return { member, dueMs: performance.now() };
+        if (await this.slots.retime(budgets, windowMs, member)) {
+          this.stats.permits += 1;
+          this.stats.lateMoved += 1;
+          return { member, dueMs: performance.now() };
+        }
+        this.stats.lateGivenUp += 1;
         errors = 0;
       } catch (error) {
         errors += 1;
@@ -202,6 +215,12 @@ export class BudgetGate implements RateGate {
         await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, this.options.errorRetryMs * 2 ** Math.min(errors - 1, 5))));
       }
     }
+  }
+
+  takeStats(): GateStats {
+    const taken = { ...this.stats, allowanceMs: this.allowance.current() };
+    this.stats = { permits: 0, lateMoved: 0, lateGivenUp: 0 };
+    return taken;
   }
 
   /** The jitter allowance in force now, ms (the base, or more while this process lags). */

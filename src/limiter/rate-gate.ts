@@ -16,6 +16,18 @@ export interface Permit {
   confirm(): Promise<void>;
 }
 
+/** What a gate did since it was last asked (see `RateGate.takeStats`). */
+export interface GateStats {
+  /** Permits granted. */
+  permits: number;
+  /** Slots whose caller came too late and that were moved to now. */
+  lateMoved: number;
+  /** Slots whose caller came too late and that were given up (a new one was taken). */
+  lateGivenUp: number;
+  /** The jitter allowance in force now, ms. */
+  allowanceMs: number;
+}
+
 /** Grants permission to make one API call within the shared budgets. */
 export interface RateGate {
   /**
@@ -29,6 +41,12 @@ export interface RateGate {
   setRatePerSecond(ratePerSecond: number): Promise<void>;
   /** The highest rate this process's calls can currently get (adaptive account rate, egress budget). */
   ratePerSecond(): number;
+  /**
+   * Counters since the last call (then reset), for the worker's progress line: permits granted,
+   * slots woken up for too late (moved to now, or given up and taken again), and the jitter
+   * allowance in force. Optional: a gate without shared budgets has nothing to say.
+   */
+  takeStats?(): GateStats;
   /** Stops granting permits. */
   close(): Promise<void>;
 }

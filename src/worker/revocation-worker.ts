@@ -220,7 +220,8 @@ export class RevocationWorker {
     const seconds = Math.max(0.001, (now - this.lastSummaryAtMs) / 1_000);
     const counts = Object.fromEntries(this.summary);
     const finished = OUTCOMES.reduce((sum, outcome) => sum + (this.summary.get(outcome) ?? 0), 0);
-    this.deps.log.info({ counts, finishedPerSecond: Math.round(finished / seconds), ratePerSecond: Math.round(this.deps.gate.ratePerSecond()) }, 'progress');
+    const gate = this.deps.gate.takeStats?.();
+    this.deps.log.info({ counts, finishedPerSecond: Math.round(finished / seconds), ratePerSecond: Math.round(this.deps.gate.ratePerSecond()), ...(gate === undefined ? {} : { gate }) }, 'progress');
     this.summary = new Map();
     this.lastSummaryAtMs = now;
   }

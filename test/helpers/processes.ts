@@ -28,7 +28,9 @@ export function spawnWorker(env: Record<string, string>): Spawned {
 /** Node's arguments that run a TypeScript entrypoint of this repository (see the file's comment). */
 export function nodeArgs(entry: string, args: readonly string[]): string[] {
   const compiled = process.env.REVOKER_SPAWN_COMPILED === '1';
-  return compiled ? [`dist/${entry.replace(/\.ts$/, '.js')}`, ...args] : ['--import', 'tsx', entry, ...args];
+  // REVOKER_CHILD_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"): flags Node refuses in NODE_OPTIONS, for profiling.
+  const flags = (process.env.REVOKER_CHILD_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
+  return compiled ? [...flags, `dist/${entry.replace(/\.ts$/, '.js')}`, ...args] : [...flags, '--import', 'tsx', entry, ...args];
 }
 
 /** Spawns a TypeScript entrypoint of this repository (see `nodeArgs`). */
