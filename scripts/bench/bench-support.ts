@@ -181,20 +181,29 @@ export function gateSummary(outputs: readonly string[]): string {
   let lateMoved = 0;
   let lateGivenUp = 0;
   let maxAllowanceMs = 0;
+  let allowanceSum = 0;
+  let allowanceLines = 0;
+  let maxSendDelayMs = 0;
+  let maxLagMs = 0;
   for (const output of outputs) {
     for (const line of output.split('\n')) {
       if (!line.includes('"gate":')) continue;
       try {
-        const gate = (JSON.parse(line) as { gate?: { permits: number; lateMoved: number; lateGivenUp: number; allowanceMs: number } }).gate;
+        const gate = (JSON.parse(line) as { gate?: { permits: number; lateMoved: number; lateGivenUp: number; allowanceMs: number; sendDelayMs: number; lagMs: number } }).gate;
         if (gate === undefined) continue;
         permits += gate.permits;
         lateMoved += gate.lateMoved;
         lateGivenUp += gate.lateGivenUp;
         maxAllowanceMs = Math.max(maxAllowanceMs, gate.allowanceMs);
+        allowanceSum += gate.allowanceMs;
+        allowanceLines += 1;
+        maxSendDelayMs = Math.max(maxSendDelayMs, gate.sendDelayMs);
+        maxLagMs = Math.max(maxLagMs, gate.lagMs);
       } catch {
         // Not a log line of ours.
       }
     }
   }
-  return `late slots ${lateMoved} moved to now, ${lateGivenUp} given up, of ${permits} permits; jitter allowance up to ${maxAllowanceMs} ms`;
+  const meanAllowance = allowanceLines === 0 ? 0 : Math.round(allowanceSum / allowanceLines);
+  return `late slots ${lateMoved} moved to now, ${lateGivenUp} given up, of ${permits} permits; jitter allowance ${meanAllowance} ms on average, up to ${maxAllowanceMs} ms; worst send delay ${maxSendDelayMs} ms, event-loop lag ${maxLagMs} ms`;
 }

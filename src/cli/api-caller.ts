@@ -67,7 +67,8 @@ export function apiCallerOver(gate: RateGate, config: RetryPolicy): ApiCaller {
     async call<T>(action: ApiAction, what: string, fn: () => Promise<T>): Promise<T> {
       let uncertain = false;
       for (let attempt = 1; ; attempt += 1) {
-        await gate.acquire(action, 0);
+        // Confirmed right before the call: the permit is used now (and its send delay measured).
+        await (await gate.acquire(action, 0)).confirm();
         try {
           return await fn();
         } catch (error) {

@@ -20,7 +20,8 @@ import type { Logger } from 'pino';
 import type { Keys } from '../queue/keys.js';
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import { READ_ACTIONS, type ApiAction } from './api-action.js';
-import { LagAllowance } from './lag-allowance.js';
+import { JitterAllowance } from './jitter-allowance.js';
+import { SendDelays } from './send-delays.js';
 import type { GateStats, Permit, RateGate } from './rate-gate.js';
 import { SlotReservations, type SlotBudget } from './slot-reservations.js';
 
@@ -38,11 +39,13 @@ export interface BudgetGateOptions {
    * Budgets count slots over 1000 ms plus this much: a call reaches the API a little after its
    * slot (waking up, signing, the network), and that spread must not put more than the budget
    * into any one second at the API. Costs rate·allowance/(1000+allowance) of throughput. The
-   * base: it grows with this process's event-loop lag (lag-allowance.ts).
+   * base: it grows with this process's measured send delays (jitter-allowance.ts).
    */
   jitterAllowanceMs: number;
-  /** Lag the base allowance covers; more lag grows the allowance, up to `maxJitterAllowanceMs`. */
+  /** The allowance never grows beyond this. */
   maxJitterAllowanceMs: number;
+  /** Host name of the API: requests to it are the calls whose send delays are measured (null: every request). */
+  apiHost: string | null;
   /** A caller that wakes up more than this late asks to move its slot to now (see retime-slot.lua). */
   lateToleranceMs: number;
   /** Callers of this process that may hold a reserved slot at once. */
@@ -53,13 +56,13 @@ export interface BudgetGateOptions {
 
 /** Defaults of `BudgetGateOptions`. */
 export const BUDGET_GATE_DEFAULTS = {
-  // 1000/(1000+30) caps the steady rate at 0.971 of a budget. A caller may start up to 10 ms after
-  // its slot; the other 20 ms cover signing, the network and a receiver's own stalls. Measured with
-  // 20 ms on 2 busy cores: 298 calls in one second at a 280/s egress, too close to the block at
-  // 300 (docs/DESIGN.md, "Rate budgets"; docs/BENCHMARKS.md).
-  jitterAllowanceMs: 30,
+  // 1000/(1000+20) caps the steady rate at 0.980 of a budget. It covers 10 ms of measured send
+  // delay (a caller may start up to 10 ms after its slot) and 10 ms of network and receiver; more
+  // measured delay grows it (jitter-allowance.ts; docs/DESIGN.md, "Slots on Redis' clock").
+  jitterAllowanceMs: 20,
   // 1000/1250: a process lagging that much still uses 0.8 of a budget.
   maxJitterAllowanceMs: 250,
+  apiHost: null,
   lateToleranceMs: 10,
   reservationsInFlight: 8,
   errorRetryMs: 100,
@@ -93,7 +96,8 @@ export class BudgetGate implements RateGate {
   private closed = false;
   private lastErrorLogAtMs = 0;
   private announcer: NodeJS.Timeout | null = null;
-  private readonly allowance: LagAllowance;
+  private readonly allowance: JitterAllowance;
+  private readonly sendDelays: SendDelays;
   private reportedAllowanceMs: number;
   private stats = { permits: 0, lateMoved: 0, lateGivenUp: 0 };
 
@@ -106,7 +110,9 @@ export class BudgetGate implements RateGate {
     this.options = { ...BUDGET_GATE_DEFAULTS, ...options };
     this.adaptiveRate = this.options.accountRatePerSecond;
     this.slots = new SlotReservations(redis);
-    this.allowance = new LagAllowance({ baseMs: this.options.jitterAllowanceMs, maxMs: this.options.maxJitterAllowanceMs });
+    this.sendDelays = new SendDelays(this.options.apiHost);
+    this.sendDelays.start();
+    this.allowance = new JitterAllowance(this.sendDelays, { baseMs: this.options.jitterAllowanceMs, maxMs: this.options.maxJitterAllowanceMs });
     this.allowance.start();
     this.reportedAllowanceMs = this.options.jitterAllowanceMs;
     this.local = new Bottleneck({ maxConcurrent: this.options.reservationsInFlight });
@@ -162,12 +168,16 @@ export class BudgetGate implements RateGate {
     let slot = await this.local.schedule({ priority: READ_ACTIONS.has(action) ? READ_PRIORITY : Math.max(0, Math.min(8, priority)) }, () => this.takeSlot(budgets));
     return {
       confirm: async () => {
-        if (performance.now() - slot.dueMs <= this.options.lateToleranceMs) return;
+        if (performance.now() - slot.dueMs <= this.options.lateToleranceMs) {
+          this.sendDelays.expect(slot.dueMs);
+          return;
+        }
         // The caller's own work took too long: this slot is stale. Move it to now if the windows
         // allow, else give it up and take a new one (never both: the stale slot is not reused).
         try {
           if (await this.slots.retime(budgets, this.windowMs(), slot.member)) {
             this.stats.lateMoved += 1;
+            this.sendDelays.expect(performance.now());
             return;
           }
         } catch {
@@ -175,6 +185,7 @@ export class BudgetGate implements RateGate {
         }
         this.stats.lateGivenUp += 1;
         slot = await this.takeSlot(budgets);
+        this.sendDelays.expect(slot.dueMs);
       },
     };
   }
@@ -218,7 +229,7 @@ export class BudgetGate implements RateGate {
   }
 
   takeStats(): GateStats {
-    const taken = { ...this.stats, allowanceMs: this.allowance.current() };
+    const taken = { ...this.stats, allowanceMs: this.allowance.current(), sendDelayMs: Math.round(this.allowance.recentSendDelayMs()), lagMs: Math.round(this.allowance.recentLagMs()) };
     this.stats = { permits: 0, lateMoved: 0, lateGivenUp: 0 };
     return taken;
   }
@@ -234,9 +245,14 @@ export class BudgetGate implements RateGate {
     // Told when it grows by 20 ms or more, and when it is back at the base: not every second.
     const base = this.options.jitterAllowanceMs;
     if (allowanceMs >= this.reportedAllowanceMs + 20 || (allowanceMs === base && this.reportedAllowanceMs !== base)) {
-      const fields = { allowanceMs, eventLoopLagMs: Math.round(this.allowance.recentLagMs()), budgetShare: Math.round((1000 / (1000 + allowanceMs)) * 100) / 100 };
+      const fields = {
+        allowanceMs,
+        sendDelayMs: Math.round(this.allowance.recentSendDelayMs()),
+        eventLoopLagMs: Math.round(this.allowance.recentLagMs()),
+        budgetShare: Math.round((1000 / (1000 + allowanceMs)) * 100) / 100,
+      };
       // Info, not warn: nothing is wrong and nothing is to be done; it explains a lower rate.
-      this.log.info(fields, allowanceMs > base ? 'this process lags: its calls are spaced wider so that late ones cannot bunch at the API' : 'event-loop lag eased: calls are spaced as usual again');
+      this.log.info(fields, allowanceMs > base ? 'calls of this process leave late: they are spaced wider so that they cannot bunch at the API' : 'calls leave on time again: they are spaced as usual');
       this.reportedAllowanceMs = allowanceMs;
     }
     return 1000 + allowanceMs;
@@ -261,6 +277,7 @@ export class BudgetGate implements RateGate {
   async close(): Promise<void> {
     this.closed = true;
     this.allowance.stop();
+    this.sendDelays.stop();
     if (this.announcer !== null) clearInterval(this.announcer);
     await this.local.stop({ dropWaitingJobs: true }).catch(() => undefined);
   }

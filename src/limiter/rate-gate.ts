@@ -26,6 +26,10 @@ export interface GateStats {
   lateGivenUp: number;
   /** The jitter allowance in force now, ms. */
   allowanceMs: number;
+  /** The worst delay from a slot to its request on the wire, of the last seconds, ms. */
+  sendDelayMs: number;
+  /** The worst event-loop lag of the last seconds, ms. */
+  lagMs: number;
 }
 
 /** Grants permission to make one API call within the shared budgets. */

@@ -25,8 +25,20 @@ export async function openBudgetGate(context: Context, api: Pick<CertificateApi,
   const gate = new BudgetGate(
     context.redis,
     context.keys,
-    { accountKey: rateKey, accountRatePerSecond: config.ratePerSecond, egressId: config.egressId, egressRatePerSecond: config.egressRatePerSecond },
+    {
+      accountKey: rateKey,
+      accountRatePerSecond: config.ratePerSecond,
+      egressId: config.egressId,
+      egressRatePerSecond: config.egressRatePerSecond,
+      // Requests to this host are the calls whose send delays the jitter allowance follows.
+      apiHost: apiHostOf(config.apiEndpoint),
+    },
     log,
   );
   return { gate, rateKey };
+}
+
+/** The host name of a host[:port] endpoint (MQTT_API_ENDPOINT), as Node's `request.host` has it. */
+export function apiHostOf(endpoint: string): string {
+  return endpoint.replace(/:\d+$/, '');
 }
