@@ -35,10 +35,24 @@ export interface JitterAllowanceOptions {
   sendMemorySeconds: number;
   /** How long a lag spike keeps the allowance up, in seconds. */
   lagMemorySeconds: number;
+  /**
+   * The send delay assumed for a new process's first `sendMemorySeconds`: its first calls leave
+   * late (code not yet compiled, connections being opened: up to 47 ms measured) before any has
+   * been measured, so the allowance starts wide and narrows as the sends show it may.
+   */
+  warmupSendDelayMs: number;
 }
 
 /** Defaults of `JitterAllowanceOptions`. */
-export const JITTER_ALLOWANCE_DEFAULTS: JitterAllowanceOptions = { baseMs: 20, coveredSendDelayMs: 10, lagMarginMs: 70, maxMs: 250, sendMemorySeconds: 10, lagMemorySeconds: 30 };
+export const JITTER_ALLOWANCE_DEFAULTS: JitterAllowanceOptions = {
+  baseMs: 20,
+  coveredSendDelayMs: 10,
+  lagMarginMs: 70,
+  maxMs: 250,
+  sendMemorySeconds: 10,
+  lagMemorySeconds: 30,
+  warmupSendDelayMs: 60,
+};
 
 /** The sampling resolution of the event-loop delay histogram, ms (its values include it). */
 const RESOLUTION_MS = 10;
@@ -75,9 +89,10 @@ export class JitterAllowance {
     options: Partial<JitterAllowanceOptions> = {},
   ) {
     this.options = { ...JITTER_ALLOWANCE_DEFAULTS, ...options };
-    this.currentMs = this.options.baseMs;
     this.sends = new RecentWorst(this.options.sendMemorySeconds);
+    this.sends.add(this.options.warmupSendDelayMs);
     this.lags = new RecentWorst(this.options.lagMemorySeconds);
+    this.currentMs = this.allowanceNow();
     this.histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
   }
 
@@ -114,9 +129,13 @@ export class JitterAllowance {
     this.sends.add(this.sendDelays.takeWorst());
     this.lags.add(this.histogram.count === 0 ? 0 : Math.max(0, this.histogram.max / 1e6 - RESOLUTION_MS));
     this.histogram.reset();
+    this.currentMs = this.allowanceNow();
+  }
+
+  private allowanceNow(): number {
     const { baseMs, coveredSendDelayMs, lagMarginMs, maxMs } = this.options;
     const forSends = baseMs + Math.max(0, this.sends.worst() - coveredSendDelayMs);
     const forLag = this.lags.worst() - lagMarginMs;
-    this.currentMs = Math.min(maxMs, Math.max(baseMs, Math.ceil(Math.max(forSends, forLag))));
+    return Math.min(maxMs, Math.max(baseMs, Math.ceil(Math.max(forSends, forLag))));
   }
 }

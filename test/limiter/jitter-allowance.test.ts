@@ -39,7 +39,12 @@ describe('JitterAllowance', () => {
 
   it('grows by the send delay beyond what the base covers, for as long as it remembers it, up to the cap', () => {
     const sends = new FixedSends();
-    allowance = new JitterAllowance(sends, { baseMs: 20, coveredSendDelayMs: 10, lagMarginMs: 70, maxMs: 250, sendMemorySeconds: 3, lagMemorySeconds: 3 });
+    allowance = new JitterAllowance(sends, { baseMs: 20, coveredSendDelayMs: 10, lagMarginMs: 70, maxMs: 250, sendMemorySeconds: 3, lagMemorySeconds: 3, warmupSendDelayMs: 60 });
+    // A new process starts wide (its first calls leave late) until its sends have been measured.
+    expect(allowance.current()).toBe(70);
+    allowance.sample();
+    allowance.sample();
+    expect(allowance.current()).toBe(70);
     allowance.sample();
     expect(allowance.current()).toBe(20);
     sends.next = 8;
@@ -62,7 +67,7 @@ describe('JitterAllowance', () => {
 
   it('lets lag grow it only beyond the margin the egress budget leaves', async () => {
     const sends = new FixedSends();
-    allowance = new JitterAllowance(sends, { baseMs: 20, coveredSendDelayMs: 10, lagMarginMs: 70, maxMs: 250, sendMemorySeconds: 2, lagMemorySeconds: 2 });
+    allowance = new JitterAllowance(sends, { baseMs: 20, coveredSendDelayMs: 10, lagMarginMs: 70, maxMs: 250, sendMemorySeconds: 2, lagMemorySeconds: 2, warmupSendDelayMs: 0 });
     allowance.start();
     await new Promise((resolve) => setTimeout(resolve, 100));
     allowance.sample();
