@@ -27,7 +27,7 @@ export class CallJournal {
    */
   constructor(private readonly keepMs = 30_000) {}
 
-  /** A call is about to be made (just before its intent is written). */
+  /** A call is being made (its intent was written; nothing is awaited between this and the call). */
   started(jobId: string, rid: string): void {
     this.entries.set(jobId, { rid, endedAtMs: null });
   }

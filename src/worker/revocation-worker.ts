@@ -291,11 +291,14 @@ export class RevocationWorker {
     const firstCallAt = data.firstAttemptAt === null ? ((await this.deps.clock?.now()) ?? null) : (data.firstCallAt ?? null);
     const device: DeviceRef = { mqttInstanceId: data.mqttInstanceId, caSn: data.caSn, deviceSn: data.deviceSn };
     // Write-ahead: if this process dies before the answer is recorded, the next run sees the intent.
-    this.journal.started(jobId, rid);
     await this.jobData.write(job, token, { ...data, firstAttemptAt, firstCallAt, callIntent: { at: startedAt.toISOString() } });
     // Last before sending: the intent write took a Redis round trip, and the call must still leave
     // within the tolerance of its slot (else the API could count more than the budget in a second).
     await permit.confirm();
+    // Journaled only now, with nothing awaited before the call: a write still pending when Redis
+    // crashed (then failed, or the lock was gone) made no call, and marking it lost after the
+    // restart turned a never-registered device `gone` instead of `not_found` (redis-crash.test.ts).
+    this.journal.started(jobId, rid);
     let attempt: AttemptRecord;
     let failure: ApiFailure | null = null;
     let verdict: FailureClass | null = null;
