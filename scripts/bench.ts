@@ -15,7 +15,7 @@ import { apiCallerOver } from '../src/cli/api-caller.js';
 import { listPages } from '../src/cli/ca-listing.js';
 import { CertificateApi } from '../src/cloud/certificate-api.js';
 import { resolveConfig } from '../src/config/config.js';
-import { DEMO_ACCOUNT, EgressForwarder, generateDevices } from '../src/emulator/index.js';
+import { DEMO_ACCOUNT, generateDevices } from '../src/emulator/index.js';
 import { pino } from 'pino';
 import { openBudgetGate } from '../src/runtime/open-budget-gate.js';
 import { readDeviceCsv } from '../src/producer/csv-source.js';
@@ -26,7 +26,7 @@ import { spawnTs } from '../test/helpers/processes.js';
 import {
   ProgressSampler,
   benchEnv,
-  busiestForAction,
+  busiestForActionAt,
   perIpSummary,
   cpuMsOf,
   gateSummary,
@@ -36,6 +36,7 @@ import {
   removePrefix,
   sleep,
   spawnEmulator,
+  spawnForwarder,
   spawnWorker,
   stopProcess,
   useCompiledBuild,
@@ -80,11 +81,8 @@ async function runBatch(label: string, options: { groups: number[]; devices: num
   const prefix = `{bench-${label}-${Date.now().toString(36)}}`;
   const extra = { RATE_LIMIT_PER_SECOND: String(RATE) };
   const context = contextFor(prefix, api.endpoint, extra);
-  const [targetHost, targetPort] = api.endpoint.split(':');
-  const forwarders =
-    options.groups.length === 1
-      ? []
-      : await Promise.all(options.groups.map((_, group) => EgressForwarder.start({ targetHost: targetHost ?? '127.0.0.1', targetPort: Number(targetPort), localAddress: `127.0.0.${2 + group}` })));
+  // Each forwarder in a process of its own, as a NAT gateway is: in this process it stalled with the producer.
+  const forwarders = options.groups.length === 1 ? [] : await Promise.all(options.groups.map((_, group) => spawnForwarder(api.endpoint, `127.0.0.${2 + group}`)));
   const workers = options.groups.flatMap((count, group) =>
     Array.from({ length: count }, () =>
       spawnWorker(benchEnv(prefix, forwarders[group]?.endpoint ?? api.endpoint, { ...extra, ...(forwarders.length > 0 ? { EGRESS_ID: `egress-${group}` } : {}) })),
@@ -121,7 +119,7 @@ async function runBatch(label: string, options: { groups: number[]; devices: num
     return { seconds, steady: sampler.steadyRate(options.devices), stats, batch, cpuMsPerDevice: cpuMs / options.devices, gate };
   } finally {
     await Promise.all(workers.map((worker) => stopProcess(worker)));
-    for (const forwarder of forwarders) await forwarder.close();
+    for (const forwarder of forwarders) await stopProcess(forwarder.spawned);
     await context.close();
     await stopProcess(api.spawned);
     await removePrefix(prefix);
@@ -131,7 +129,7 @@ async function runBatch(label: string, options: { groups: number[]; devices: num
 /** What one run reports about the limits: per source IP, the account's delete budget, blocks. */
 function limitsSeen(stats: EmulatorStatsView): string {
   const ip = perIpSummary(stats);
-  return `busiest second per IP ${ip.busiest} (${ip.ips}); account DeleteDeviceCertificate busiest ${busiestForAction(stats, 'DeleteDeviceCertificate')}; IP blocks ${ip.blocks}; throttled ${stats.throttled}`;
+  return `busiest second per IP ${ip.busiest} (${ip.ips}); account DeleteDeviceCertificate busiest ${busiestForActionAt(stats, 'DeleteDeviceCertificate')}; IP blocks ${ip.blocks}; throttled ${stats.throttled}`;
 }
 
 async function throughput(): Promise<{ oneEgress: number; twoEgress: number }> {

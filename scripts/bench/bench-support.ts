@@ -48,9 +48,9 @@ export interface EmulatorStatsView {
   lastAtMs: number | null;
   byAction: Record<string, Record<string, number>>;
   /** Per source IP: calls, the busiest sliding second, and blocks (the API blocks above 300/s). */
-  bySourceIp?: Record<string, { calls: number; busiestSecond: number; blockCount: number; blockedCalls: number }>;
-  /** Per account and API operation: the busiest sliding second and throttled calls. */
-  byAccountAction?: Record<string, Record<string, { calls: number; throttled: number; busiestSecond: number }>>;
+  bySourceIp?: Record<string, { calls: number; busiestSecond: number; busiestSecondAtMs: number | null; blockCount: number; blockedCalls: number }>;
+  /** Per account and API operation: the busiest sliding second (and when it ended) and throttled calls. */
+  byAccountAction?: Record<string, Record<string, { calls: number; throttled: number; busiestSecond: number; busiestSecondAtMs: number | null }>>;
 }
 
 /** The busiest second at any source IP, and how many blocks the emulator imposed. */
@@ -58,7 +58,26 @@ export function perIpSummary(stats: EmulatorStatsView): { busiest: number; block
   const entries = Object.entries(stats.bySourceIp ?? {});
   const busiest = Math.max(0, ...entries.map(([, ip]) => ip.busiestSecond));
   const blocks = entries.reduce((sum, [, ip]) => sum + ip.blockCount, 0);
-  return { busiest, blocks, ips: entries.map(([address, ip]) => `${address} ${ip.busiestSecond}`).join(', ') };
+  return { busiest, blocks, ips: entries.map(([address, ip]) => `${address} ${ip.busiestSecond}${secondsIn(stats, ip.busiestSecondAtMs)}`).join(', ') };
+}
+
+/** " at N s" into the run (from the first call) for a time the emulator reported, else nothing. */
+function secondsIn(stats: EmulatorStatsView, atMs: number | null | undefined): string {
+  return atMs == null || stats.firstAtMs === null ? '' : ` at ${((atMs - stats.firstAtMs) / 1000).toFixed(1)} s`;
+}
+
+/** The busiest second of one API operation over every account, and when it was. */
+export function busiestForActionAt(stats: EmulatorStatsView, action: string): string {
+  let busiest = 0;
+  let at: number | null = null;
+  for (const actions of Object.values(stats.byAccountAction ?? {})) {
+    const entry = actions[action];
+    if (entry !== undefined && entry.busiestSecond > busiest) {
+      busiest = entry.busiestSecond;
+      at = entry.busiestSecondAtMs;
+    }
+  }
+  return `${busiest}${secondsIn(stats, at)}`;
 }
 
 /** The busiest second of one API operation over every account. */
@@ -206,4 +225,19 @@ export function gateSummary(outputs: readonly string[]): string {
   }
   const meanAllowance = allowanceLines === 0 ? 0 : Math.round(allowanceSum / allowanceLines);
   return `late slots ${lateMoved} moved to now, ${lateGivenUp} given up, of ${permits} permits; jitter allowance ${meanAllowance} ms on average, up to ${maxAllowanceMs} ms; worst send delay ${maxSendDelayMs} ms, event-loop lag ${maxLagMs} ms`;
+}
+
+/** A forwarder process (scripts/bench/forwarder.ts): connections through `endpoint` leave from `localAddress`. */
+export async function spawnForwarder(target: string, localAddress: string): Promise<{ spawned: Spawned; endpoint: string }> {
+  const spawned = spawnTs('scripts/bench/forwarder.ts', [target, localAddress], {});
+  const endpoint = await waitFor(
+    () => {
+      if (spawned.child.exitCode !== null) return 'exited';
+      return /"endpoint":"([^"]+)"/.exec(spawned.output())?.[1] ?? null;
+    },
+    'the forwarder to listen',
+    30_000,
+  );
+  if (endpoint === 'exited') throw new Error(`forwarder exited: ${spawned.output()}`);
+  return { spawned, endpoint };
 }

@@ -14,6 +14,8 @@ export interface SourceIpStats {
   admitted: number;
   /** Largest number of requests from the address in any sliding 1000 ms window. */
   busiestSecond: number;
+  /** When that window ended (ms since the epoch), null without requests. */
+  busiestSecondAtMs: number | null;
   /** Whether the address is blocked now. */
   blocked: boolean;
   /** End of the block in force (ms since the epoch), null when not blocked. */
@@ -34,6 +36,8 @@ export interface AccountActionStats {
   throttled: number;
   /** Largest number of calls in any sliding 1000 ms window (admitted or not). */
   busiestSecond: number;
+  /** When that window ended (ms since the epoch), null without calls. */
+  busiestSecondAtMs: number | null;
 }
 
 /** What `stats()` and `GET /_emulator/stats` return. */
@@ -197,6 +201,7 @@ export class CallStats {
         calls: counts.calls,
         admitted: counts.admitted,
         busiestSecond: counts.window.max,
+        busiestSecondAtMs: counts.window.maxAt,
         blocked: until !== undefined,
         blockedUntilMs: until ?? null,
         blockedCalls: counts.blockedCalls,
@@ -204,12 +209,12 @@ export class CallStats {
       };
     }
     for (const [ip, until] of blocks) {
-      bySourceIp[ip] ??= { calls: 0, admitted: 0, busiestSecond: 0, blocked: true, blockedUntilMs: until, blockedCalls: 0, blockCount: 0 };
+      bySourceIp[ip] ??= { calls: 0, admitted: 0, busiestSecond: 0, busiestSecondAtMs: null, blocked: true, blockedUntilMs: until, blockedCalls: 0, blockCount: 0 };
     }
     const byAccountAction: Record<string, Record<string, AccountActionStats>> = {};
     for (const [account, byAction] of this.accountActions) {
       byAccountAction[account] = Object.fromEntries(
-        [...byAction].map(([action, c]) => [action, { calls: c.calls, admitted: c.admitted, throttled: c.throttled, busiestSecond: c.window.max }]),
+        [...byAction].map(([action, c]) => [action, { calls: c.calls, admitted: c.admitted, throttled: c.throttled, busiestSecond: c.window.max, busiestSecondAtMs: c.window.maxAt }]),
       );
     }
     const maxByKey = (map: Map<string, SlidingWindowCounter>): Record<string, number> =>

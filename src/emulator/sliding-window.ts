@@ -40,6 +40,7 @@ export class TimestampDeque {
 export class SlidingWindowCounter {
   private readonly deque = new TimestampDeque();
   private maxInWindow = 0;
+  private maxAtMs: number | null = null;
   private lastMs = -Infinity;
 
   constructor(private readonly windowMs = 1000) {}
@@ -52,7 +53,10 @@ export class SlidingWindowCounter {
     this.deque.dropThrough(at - this.windowMs);
     this.deque.push(at);
     const count = this.deque.size;
-    if (count > this.maxInWindow) this.maxInWindow = count;
+    if (count > this.maxInWindow) {
+      this.maxInWindow = count;
+      this.maxAtMs = at;
+    }
     return count;
   }
 
@@ -67,9 +71,15 @@ export class SlidingWindowCounter {
     return this.maxInWindow;
   }
 
+  /** When the busiest window ended (the first time it was reached), null before any event. */
+  get maxAt(): number | null {
+    return this.maxAtMs;
+  }
+
   reset(): void {
     this.deque.clear();
     this.maxInWindow = 0;
+    this.maxAtMs = null;
     this.lastMs = -Infinity;
   }
 }

@@ -120,7 +120,8 @@ describe('source IP limit through the real SDK', () => {
     expect(calls.slice(20).map((c) => [c.code, c.httpStatus, c.applied, c.sourceIp])).toEqual(Array(5).fill(['Forbidden.IpBlocked', 403, false, '127.0.0.1']));
     expect(handle.registry.count()).toBe(5 + 1);
     const blockStartMs = calls[20]!.atMs;
-    expect(local()).toEqual({ calls: 25, admitted: 20, busiestSecond: 25, blocked: true, blockedUntilMs: blockStartMs + 2000, blockedCalls: 5, blockCount: 1 });
+    // The busiest second ended with the 25th request (the window is dated by its last arrival).
+    expect(local()).toEqual({ calls: 25, admitted: 20, busiestSecond: 25, busiestSecondAtMs: Math.max(...calls.map((c) => c.atMs)), blocked: true, blockedUntilMs: blockStartMs + 2000, blockedCalls: 5, blockCount: 1 });
 
     // Still blocked: a call from the same address changes nothing, whatever its action.
     const during = await callFailure(client, 'GetDeviceCertificate', QUERY);
@@ -138,7 +139,7 @@ describe('source IP limit through the real SDK', () => {
     expect(local()).toMatchObject({ calls: 27, admitted: 21, blocked: false, blockedUntilMs: null, blockedCalls: 6, blockCount: 1 });
     // Refused before authentication: no account budget was touched by the blocked calls.
     expect(handle.stats().byAccountAction).toEqual({
-      LTAIemulator0000000000: { DeleteDeviceCertificate: { calls: 21, admitted: 21, throttled: 0, busiestSecond: 20 } },
+      LTAIemulator0000000000: { DeleteDeviceCertificate: { calls: 21, admitted: 21, throttled: 0, busiestSecond: 20, busiestSecondAtMs: anyNumber() } },
     });
   });
 
@@ -156,9 +157,9 @@ describe('source IP limit through the real SDK', () => {
     expect(fulfilled(three)).toBe(10);
     await expect(callAction(makeClient(handle.endpoint), 'GetDeviceCertificate', QUERY)).resolves.toBeDefined();
     expect(handle.stats().bySourceIp).toEqual({
-      '127.0.0.2': { calls: 15, admitted: 10, busiestSecond: 15, blocked: true, blockedUntilMs: anyNumber(), blockedCalls: 5, blockCount: 1 },
-      '127.0.0.3': { calls: 10, admitted: 10, busiestSecond: 10, blocked: false, blockedUntilMs: null, blockedCalls: 0, blockCount: 0 },
-      '127.0.0.1': { calls: 1, admitted: 1, busiestSecond: 1, blocked: false, blockedUntilMs: null, blockedCalls: 0, blockCount: 0 },
+      '127.0.0.2': { calls: 15, admitted: 10, busiestSecond: 15, busiestSecondAtMs: anyNumber(), blocked: true, blockedUntilMs: anyNumber(), blockedCalls: 5, blockCount: 1 },
+      '127.0.0.3': { calls: 10, admitted: 10, busiestSecond: 10, busiestSecondAtMs: anyNumber(), blocked: false, blockedUntilMs: null, blockedCalls: 0, blockCount: 0 },
+      '127.0.0.1': { calls: 1, admitted: 1, busiestSecond: 1, busiestSecondAtMs: anyNumber(), blocked: false, blockedUntilMs: null, blockedCalls: 0, blockCount: 0 },
     });
     expect(new Set(handle.calls().map((c) => c.sourceIp))).toEqual(new Set(['127.0.0.1', '127.0.0.2', '127.0.0.3']));
 
