@@ -4,6 +4,8 @@
  * checked on the slots Redis handed out: in every half-open window of `1000 + allowance` ms, at
  * most floor(rate) slots per budget, at fractional rates too.
  */
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Keys } from '../../src/queue/keys.js';
@@ -206,6 +208,37 @@ describe('BudgetGate', () => {
     } finally {
       for (const gate of gates) await gate.close();
       for (const connection of connections) connection.disconnect();
+    }
+  });
+
+  it('measures how late its calls leave: one sent 150 ms after its confirmed permit shows in the send delay it reports', async () => {
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('{}'));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const gate = new BudgetGate(redis, keys, { accountKey: 'acct-sends', accountRatePerSecond: 100, egressId: 'sends-ip', egressRatePerSecond: 100, apiHost: '127.0.0.1' }, quietLogger());
+    try {
+      await (await gate.acquire('DeleteDeviceCertificate')).confirm();
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      await new Promise<void>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/' }, (res) => {
+          res.resume();
+          res.on('end', () => resolve());
+        });
+        req.on('error', reject);
+        req.end('x');
+      });
+      // Sampled once a second; a new process assumes 60 ms until then, so 150 ms is this call's.
+      const seen = await waitFor(() => {
+        const stats = gate.takeStats();
+        return stats.sendDelayMs >= 150 ? stats : null;
+      }, 'the late send to be measured', 5_000);
+      expect(seen.allowanceMs).toBeGreaterThanOrEqual(20 + 150 - 10);
+    } finally {
+      await gate.close();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 
