@@ -234,14 +234,11 @@ export class BudgetGate implements RateGate {
     return taken;
   }
 
-  /** The jitter allowance in force now, ms (the base, or more while this process lags). */
-  jitterAllowanceMs(): number {
-    return this.allowance.current();
-  }
-
   /** The span budgets are counted over for this process's next slot; says so when the lag moved it. */
   private windowMs(): number {
     const allowanceMs = this.allowance.current();
+    // A new process starts wide (JitterAllowance's warm-up): nothing to tell until it has measured.
+    if (this.allowance.warmingUp()) return 1000 + allowanceMs;
     // Told when it grows by 20 ms or more, and when it is back at the base: not every second.
     const base = this.options.jitterAllowanceMs;
     if (allowanceMs >= this.reportedAllowanceMs + 20 || (allowanceMs === base && this.reportedAllowanceMs !== base)) {

@@ -83,6 +83,7 @@ export class JitterAllowance {
   private readonly lags: RecentWorst;
   private timer: NodeJS.Timeout | null = null;
   private currentMs: number;
+  private samples = 0;
 
   constructor(
     private readonly sendDelays: SendDelaySource,
@@ -114,6 +115,11 @@ export class JitterAllowance {
     return this.currentMs;
   }
 
+  /** Whether the warm-up's assumed send delay is still remembered (nothing measured has replaced it). */
+  warmingUp(): boolean {
+    return this.samples < this.options.sendMemorySeconds;
+  }
+
   /** The worst send delay remembered, ms. */
   recentSendDelayMs(): number {
     return this.sends.worst();
@@ -126,6 +132,7 @@ export class JitterAllowance {
 
   /** Takes this second's worst send delay and lag (also called by tests). */
   sample(): void {
+    this.samples += 1;
     this.sends.add(this.sendDelays.takeWorst());
     this.lags.add(this.histogram.count === 0 ? 0 : Math.max(0, this.histogram.max / 1e6 - RESOLUTION_MS));
     this.histogram.reset();

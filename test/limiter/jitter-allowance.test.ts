@@ -42,11 +42,13 @@ describe('JitterAllowance', () => {
     allowance = new JitterAllowance(sends, { baseMs: 20, coveredSendDelayMs: 10, lagMarginMs: 70, maxMs: 250, sendMemorySeconds: 3, lagMemorySeconds: 3, warmupSendDelayMs: 60 });
     // A new process starts wide (its first calls leave late) until its sends have been measured.
     expect(allowance.current()).toBe(70);
+    expect(allowance.warmingUp()).toBe(true);
     allowance.sample();
     allowance.sample();
     expect(allowance.current()).toBe(70);
     allowance.sample();
     expect(allowance.current()).toBe(20);
+    expect(allowance.warmingUp()).toBe(false);
     sends.next = 8;
     allowance.sample();
     expect(allowance.current()).toBe(20);
