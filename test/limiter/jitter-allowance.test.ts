@@ -147,6 +147,29 @@ describe('SendDelays', () => {
     expect(delays.takeWorst()).toBeLessThan(200);
   });
 
+  it('two gates of one process share the queue of expected calls, and each hears every delay', async () => {
+    const port = await listen();
+    delays = new SendDelays('127.0.0.1');
+    const other = new SendDelays('127.0.0.1');
+    delays.start();
+    other.start();
+    try {
+      // Gate one expects a call that leaves 120 ms late, gate two one on time; the requests come in that order.
+      delays.expect(performance.now() - 120);
+      other.expect(performance.now());
+      await post(port);
+      await post(port);
+      expect(delays.takeWorst()).toBeGreaterThanOrEqual(120);
+      expect(other.takeWorst()).toBeGreaterThanOrEqual(120);
+    } finally {
+      other.stop();
+    }
+    // With one gate stopped, the other goes on measuring.
+    delays.expect(performance.now() - 90);
+    await post(port);
+    expect(delays.takeWorst()).toBeGreaterThanOrEqual(90);
+  });
+
   it('finds the host of an endpoint', () => {
     expect(apiHostOf('onsmqtt.cn-hangzhou.aliyuncs.com')).toBe('onsmqtt.cn-hangzhou.aliyuncs.com');
     expect(apiHostOf('127.0.0.1:8080')).toBe('127.0.0.1');
