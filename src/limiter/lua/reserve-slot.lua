@@ -92,10 +92,8 @@ for _ = 1, 6 do
   end
 end
 if not settled then
-  for i = 1, budgets do
-    local last = redis.call('ZREVRANGEBYSCORE', KEYS[3 * i - 1], '+inf', '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    if #last > 0 and tonumber(last[2]) > slot then slot = tonumber(last[2]) end
-  end
+  -- afterAll leaves the slot behind every slot of its budget, so the later budgets' pushes only
+  -- lower the earlier ones' counts: one pass decides.
   for i = 1, budgets do
     slot = afterAll(KEYS[3 * i - 1], limits[i], slot)
   end
