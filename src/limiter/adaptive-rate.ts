@@ -5,7 +5,7 @@
  *
  * Coordination: workers count throttled responses in Redis; once a second one process (whoever
  * takes the tick lock) reads and resets the count, computes the next rate with `nextRate`, stores
- * it, and applies it to the shared Bottleneck settings, which every process reads.
+ * it in the shared key that the slot reservation script of every process reads.
  */
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import type { Logger } from 'pino';

@@ -7,7 +7,7 @@
  * - the **egress budget** of the source IP it leaves from (EGRESS_RATE_LIMIT_PER_SECOND, ≤ 300:
  *   the API blocks a source IP above 300 calls/s), all operations together.
  *
- * In each process, Bottleneck (local, not clustered) orders the callers by priority (urgent
+ * In each process, a local priority queue (local-order.ts) orders the callers (urgent
  * revocations, then normal, then bulk, then reads) and lets only a few hold a reserved slot at a
  * time, so a new urgent call waits behind at most those few, not behind every call in flight.
  *
@@ -15,12 +15,12 @@
  * little and asks again. A slot is reserved before the call, never around it, so asking again
  * can never make one call twice.
  */
-import Bottleneck from 'bottleneck';
 import type { Logger } from 'pino';
 import type { Keys } from '../queue/keys.js';
 import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import { READ_ACTIONS, type ApiAction } from './api-action.js';
 import { JitterAllowance } from './jitter-allowance.js';
+import { LocalOrder } from './local-order.js';
 import { SendDelays } from './send-delays.js';
 import type { GateStats, Permit, RateGate } from './rate-gate.js';
 import { SlotReservations, type SlotBudget } from './slot-reservations.js';
@@ -48,6 +48,12 @@ export interface BudgetGateOptions {
   apiHost: string | null;
   /** A caller that wakes up more than this late asks to move its slot to now (see retime-slot.lua). */
   lateToleranceMs: number;
+  /**
+   * The work a caller does before its call (`acquire`'s `whileWaiting`: the worker's write-ahead
+   * intent, one or two Redis round trips) starts this long before the slot, so the call leaves on
+   * time; not earlier, since an intent stands for a call that may have been made.
+   */
+  workLeadMs: number;
   /** Callers of this process that may hold a reserved slot at once. */
   reservationsInFlight: number;
   /** Wait before asking again after a limiter error (doubles up to 2 s). */
@@ -64,9 +70,15 @@ export const BUDGET_GATE_DEFAULTS = {
   maxJitterAllowanceMs: 250,
   apiHost: null,
   lateToleranceMs: 10,
+  workLeadMs: 10,
   reservationsInFlight: 8,
   errorRetryMs: 100,
 } as const;
+
+/** Sleeps (nothing when `ms` ≤ 0). Rounded up: a timer may fire up to a millisecond before a fractional delay. */
+function sleepMs(ms: number): Promise<void> | undefined {
+  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, Math.ceil(ms))) : undefined;
+}
 
 /** Name of an account's budget for one operation. */
 export function accountBudgetName(accountKey: string, action: ApiAction): string {
@@ -81,14 +93,14 @@ export function egressBudgetName(egressId: string): string {
 /** How often an open gate announces its budgets again (see `announce`). */
 const ANNOUNCE_EVERY_MS = 30_000;
 
-/** Bottleneck priority of reads: after every revocation waiting in this process. */
+/** Priority of reads in the local order: after every revocation waiting in this process. */
 const READ_PRIORITY = 9;
 
 /** Shared account and egress budgets for one process. */
 export class BudgetGate implements RateGate {
   private readonly options: BudgetGateOptions;
   private readonly slots: SlotReservations;
-  private readonly local: Bottleneck;
+  private readonly local: LocalOrder;
   private readonly budgets = new Map<ApiAction, SlotBudget[]>();
   private readonly memberPrefix = `${process.pid}-${Math.random().toString(36).slice(2, 8)}-`;
   private counter = 0;
@@ -115,7 +127,7 @@ export class BudgetGate implements RateGate {
     this.allowance = new JitterAllowance(this.sendDelays, { baseMs: this.options.jitterAllowanceMs, maxMs: this.options.maxJitterAllowanceMs });
     this.allowance.start();
     this.reportedAllowanceMs = this.options.jitterAllowanceMs;
-    this.local = new Bottleneck({ maxConcurrent: this.options.reservationsInFlight });
+    this.local = new LocalOrder(this.options.reservationsInFlight);
   }
 
   /** The two budgets of one operation (account, egress), made once per operation. */
@@ -162,10 +174,10 @@ export class BudgetGate implements RateGate {
     }
   }
 
-  async acquire(action: ApiAction, priority = 5): Promise<Permit> {
+  async acquire(action: ApiAction, priority = 5, whileWaiting?: () => Promise<void>): Promise<Permit> {
     if (this.closed) throw new Error('rate gate closed');
     const budgets = this.budgetsOf(action);
-    let slot = await this.local.schedule({ priority: READ_ACTIONS.has(action) ? READ_PRIORITY : Math.max(0, Math.min(8, priority)) }, () => this.takeSlot(budgets));
+    let slot = await this.local.schedule(READ_ACTIONS.has(action) ? READ_PRIORITY : Math.max(0, Math.min(8, priority)), () => this.takeSlot(budgets, whileWaiting));
     return {
       confirm: async () => {
         if (performance.now() - slot.dueMs <= this.options.lateToleranceMs) {
@@ -191,19 +203,38 @@ export class BudgetGate implements RateGate {
   }
 
   /**
-   * Reserves a slot in every budget and waits for it; asks again after a limiter error. Returns
-   * the slot's member and when it was due (performance.now() clock).
+   * Reserves a slot in every budget and waits for it, running `whileWaiting` (once) meanwhile;
+   * asks again after a limiter error. Returns the slot's member and when it was due
+   * (performance.now() clock).
    */
-  private async takeSlot(budgets: SlotBudget[]): Promise<{ member: string; dueMs: number }> {
+  private async takeSlot(budgets: SlotBudget[], whileWaiting?: () => Promise<void>): Promise<{ member: string; dueMs: number }> {
     const windowMs = this.windowMs();
+    let pending = whileWaiting;
     for (let errors = 0; ; ) {
       if (this.closed) throw new Error('rate gate closed');
       this.counter += 1;
       const member = `${this.memberPrefix}${this.counter}`;
+      let waitMs: number;
       try {
-        const waitMs = await this.slots.reserve(budgets, windowMs, member);
-        const due = performance.now() + waitMs;
-        if (waitMs >= 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+        waitMs = await this.slots.reserve(budgets, windowMs, member);
+      } catch (error) {
+        errors += 1;
+        await this.afterLimiterError(error, errors);
+        continue;
+      }
+      const due = performance.now() + waitMs;
+      const work = pending;
+      pending = undefined;
+      if (work !== undefined) {
+        // The caller's work starts `workLeadMs` before the slot, not at once: a process killed
+        // between the worker's intent and its call leaves a lost answer behind (docs/DESIGN.md §3).
+        await sleepMs(waitMs - this.options.workLeadMs);
+        // The caller's own error (a lost job lock, say) ends the wait: the slot goes unused.
+        await Promise.all([sleepMs(due - performance.now()), work()]);
+      } else {
+        await sleepMs(waitMs);
+      }
+      try {
         if (performance.now() - due <= this.options.lateToleranceMs) {
           this.stats.permits += 1;
           return { member, dueMs: due };
@@ -218,14 +249,19 @@ export class BudgetGate implements RateGate {
         errors = 0;
       } catch (error) {
         errors += 1;
-        const now = Date.now();
-        if (now - this.lastErrorLogAtMs > 5_000) {
-          this.lastErrorLogAtMs = now;
-          this.log.warn({ err: error }, 'rate budgets unavailable (Redis); calls wait until they answer');
-        }
-        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, this.options.errorRetryMs * 2 ** Math.min(errors - 1, 5))));
+        await this.afterLimiterError(error, errors);
       }
     }
+  }
+
+  /** Logs a limiter error (at most every 5 s) and waits before asking again (doubling, ≤ 2 s). */
+  private async afterLimiterError(error: unknown, errors: number): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastErrorLogAtMs > 5_000) {
+      this.lastErrorLogAtMs = now;
+      this.log.warn({ err: error }, 'rate budgets unavailable (Redis); calls wait until they answer');
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, this.options.errorRetryMs * 2 ** Math.min(errors - 1, 5))));
   }
 
   takeStats(): GateStats {
@@ -271,11 +307,12 @@ export class BudgetGate implements RateGate {
     return { egressId: this.options.egressId, ratePerSecond: this.options.egressRatePerSecond };
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.closed = true;
     this.allowance.stop();
     this.sendDelays.stop();
     if (this.announcer !== null) clearInterval(this.announcer);
-    await this.local.stop({ dropWaitingJobs: true }).catch(() => undefined);
+    this.local.stop();
+    return Promise.resolve();
   }
 }

@@ -39,8 +39,12 @@ export interface RateGate {
    * call, not around it: a limiter error can then never make a call run twice. A limiter error
    * never rejects: the caller waits until the budgets answer again. Rejects only once closed.
    * @param priority 0 (first) … 9 (last), among the calls waiting in this process.
+   * @param whileWaiting work the caller must do before its call (the worker's write-ahead call
+   *   intent), run shortly before the slot is due, so that its Redis round trips do not make the
+   *   call leave late. The permit resolves when both are done; if this rejects, `acquire`
+   *   rejects with its error and the slot goes unused (never reused).
    */
-  acquire(action: ApiAction, priority?: number): Promise<Permit>;
+  acquire(action: ApiAction, priority?: number, whileWaiting?: () => Promise<void>): Promise<Permit>;
   /** Tells the gate the account's adaptive rate now in force (the shared key is what binds). */
   setRatePerSecond(ratePerSecond: number): Promise<void>;
   /** The highest rate this process's calls can currently get (adaptive account rate, egress budget). */

@@ -40,7 +40,7 @@ export function positionOf(bullPriority: number): number {
   return bullPriority - CLASS_BASE[classOf(bullPriority)];
 }
 
-/** Bottleneck's priority (0 first … 9 last) for calls of a class waiting in one process. */
+/** The priority (0 first … 9 last) of a class's calls among those waiting in one process (local-order.ts). */
 export function limiterPriority(priority: BatchPriority): number {
   return priority === 'urgent' ? 0 : priority === 'normal' ? 5 : 9;
 }

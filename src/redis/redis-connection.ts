@@ -4,7 +4,7 @@
  *
  * Cluster mode: `REDIS_URL` names one seed node (`redis://[user:pass@]host:port`, or `rediss://`
  * for TLS) and `REDIS_CLUSTER=true` says it is one; the client discovers the other nodes from it.
- * Every key revoker, BullMQ and Bottleneck write carries the prefix's hash tag (`{revoker}`), so
+ * Every key revoker and BullMQ write carries the prefix's hash tag (`{revoker}`), so
  * multi-key commands and Lua scripts all land in one slot and never fail with CROSSSLOT.
  */
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';

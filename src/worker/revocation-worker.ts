@@ -138,6 +138,7 @@ export interface RevocationWorkerDeps {
 
 type StateView = { state: BatchState | null; reason: string | null };
 
+
 /** Result of one job, for the summary line. */
 type JobEnd = Outcome | 'retry' | 'throttled' | 'parked' | 'closed';
 
@@ -273,28 +274,58 @@ export class RevocationWorker {
       }
       // Urgent calls waiting in this process get the next permits (the queue already hands out
       // urgent jobs first; this covers the ones fetched while a bulk batch filled the process).
-      const permit = await this.deps.gate.acquire(revocationApiAction(job.data.action), limiterPriority(step.priority));
-      // The permit may have taken a while: a pause or cancel issued meanwhile must still stop the call.
-      const [states, accountPaused] = await Promise.all([Promise.all(step.running.map((batchId) => this.batchState.get(batchId))), this.accountPause.get('account')]);
-      if (!stillRunning(states.map((state) => state.state), accountPaused !== null)) continue;
+      // The call's write-ahead intent is written while the slot's time comes, not after it: its
+      // Redis round trips used to make calls leave late (docs/DESIGN.md §2, "Send delays").
+      const before = job.data;
+      const intent = { written: false };
+      const permit = await this.deps.gate.acquire(revocationApiAction(job.data.action), limiterPriority(step.priority), async () => {
+        intent.written = await this.writeIntent(job, token, step.running);
+      });
+      if (!intent.written) continue;
+      // The slot may have taken a while: a pause or cancel issued meanwhile must still stop the
+      // call, and then the intent of a call never made goes (a later run would count it lost).
+      if (!(await this.stillRunning(step.running))) {
+        await this.jobData.write(job, token, before);
+        continue;
+      }
       return this.call(job, token, rid, step.running, unknown, permit);
     }
     throw new Error(`job ${jobId}: its subscribers kept changing for ${MAX_DECISION_ROUNDS} rounds; BullMQ retries it`);
+  }
+
+  /** Whether every one of these batches still runs and the account is not paused (cached reads). */
+  private async stillRunning(batchIds: readonly string[]): Promise<boolean> {
+    const [states, accountPaused] = await Promise.all([Promise.all(batchIds.map((batchId) => this.batchState.get(batchId))), this.accountPause.get('account')]);
+    return stillRunning(
+      states.map((state) => state.state),
+      accountPaused !== null,
+    );
+  }
+
+  /**
+   * Before a call, while its slot's time comes, the write-ahead intent: if this process dies
+   * before the answer is recorded, the next run sees it. False (nothing written) when a
+   * subscriber stopped meanwhile.
+   */
+  private async writeIntent(job: Job<RevocationJobData>, token: string | undefined, running: readonly string[]): Promise<boolean> {
+    if (!(await this.stillRunning(running))) return false;
+    const data = job.data;
+    const at = new Date().toISOString();
+    const firstAttemptAt = data.firstAttemptAt ?? at;
+    const firstCallAt = data.firstAttemptAt === null ? ((await this.deps.clock?.now()) ?? null) : (data.firstCallAt ?? null);
+    await this.jobData.write(job, token, { ...data, firstAttemptAt, firstCallAt, callIntent: { at } });
+    return true;
   }
 
   /** The call; `lostBefore`: an earlier call's answer was lost (its history or the ledger says so). */
   private async call(job: Job<RevocationJobData>, token: string | undefined, rid: string, running: string[], lostBefore: boolean, permit: Permit): Promise<JobEnd> {
     const jobId = job.id ?? '';
     const data = job.data;
-    const startedAt = new Date();
-    const firstAttemptAt = data.firstAttemptAt ?? startedAt.toISOString();
-    const firstCallAt = data.firstAttemptAt === null ? ((await this.deps.clock?.now()) ?? null) : (data.firstCallAt ?? null);
     const device: DeviceRef = { mqttInstanceId: data.mqttInstanceId, caSn: data.caSn, deviceSn: data.deviceSn };
-    // Write-ahead: if this process dies before the answer is recorded, the next run sees the intent.
-    await this.jobData.write(job, token, { ...data, firstAttemptAt, firstCallAt, callIntent: { at: startedAt.toISOString() } });
-    // Last before sending: the intent write took a Redis round trip, and the call must still leave
-    // within the tolerance of its slot (else the API could count more than the budget in a second).
+    // Last before sending: the call must still leave within the tolerance of its slot (else the
+    // API could count more than the budget in a second); a late one is moved to now or retaken.
     await permit.confirm();
+    const startedAt = new Date();
     // Journaled only now, with nothing awaited before the call: a write still pending when Redis
     // crashed (then failed, or the lock was gone) made no call, and marking it lost after the
     // restart turned a never-registered device `gone` instead of `not_found` (redis-crash.test.ts).

@@ -13,7 +13,7 @@ export function uniquePrefix(label: string): string {
   return `{rvt-${label}-${randomBytes(3).toString('hex')}}`;
 }
 
-/** Deletes every key under `prefix` (and Bottleneck's, which embed it in `b_<id>`). */
+/** Deletes every key under `prefix` (and Bottleneck's, which embed it in `b_<id>`: the benchmark's comparison). */
 export async function removePrefix(prefix: string, url: string = TEST_REDIS_URL): Promise<void> {
   const redis = new Redis(url, { maxRetriesPerRequest: 1 });
   try {

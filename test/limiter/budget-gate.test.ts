@@ -279,6 +279,31 @@ describe('BudgetGate', () => {
     }
   });
 
+  it("runs the caller's work before its call shortly before the slot, and a failure there frees the caller's turn", async () => {
+    // 10/s: slots 100 ms apart, one reservation at a time; the work starts 40 ms ahead of its slot.
+    const gate = new BudgetGate(redis, keys, { accountKey: 'acct-while', accountRatePerSecond: 480, egressId: 'while-ip', egressRatePerSecond: 10, reservationsInFlight: 1, workLeadMs: 40 }, quietLogger());
+    try {
+      await gate.acquire('DeleteDeviceCertificate');
+      const askedAt = performance.now();
+      let workStartedAfterMs = Number.NaN;
+      await gate.acquire('DeleteDeviceCertificate', 5, async () => {
+        workStartedAfterMs = performance.now() - askedAt;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      });
+      const grantedAfterMs = performance.now() - askedAt;
+      // Not at once (an intent would stand for a call not made for the whole wait), not after the slot.
+      expect(workStartedAfterMs).toBeGreaterThanOrEqual(45);
+      expect(workStartedAfterMs).toBeLessThan(85);
+      expect(grantedAfterMs).toBeGreaterThanOrEqual(90);
+      // The work's own error reaches the caller; the next caller is not held up by it.
+      await expect(gate.acquire('DeleteDeviceCertificate', 5, () => Promise.reject(new Error('lock lost')))).rejects.toThrow('lock lost');
+      const next = await Promise.race([gate.acquire('DeleteDeviceCertificate').then(() => 'granted'), new Promise((resolve) => setTimeout(() => resolve('stuck'), 2_000))]);
+      expect(next).toBe('granted');
+    } finally {
+      await gate.close();
+    }
+  });
+
   it('a limiter error never fails a caller: it waits while Redis is unreachable and goes on once it answers', async () => {
     // A connection to a port where nothing listens yet, then a Redis started there.
     const { spawn } = await import('node:child_process');

@@ -30,7 +30,7 @@ describe('priority encoding', () => {
     expect(CLASS_BASE.bulk - CLASS_BASE.normal).toBe(CLASS_SPAN);
   });
 
-  it('maps classes to Bottleneck priorities and parses user input', () => {
+  it('maps classes to priorities in the local order and parses user input', () => {
     expect([limiterPriority('urgent'), limiterPriority('normal'), limiterPriority('bulk')]).toEqual([0, 5, 9]);
     expect(parsePriority('urgent')).toBe('urgent');
     expect(parsePriority('URGENT')).toBeNull();

@@ -38,10 +38,13 @@ class HeldGate implements RateGate {
   private released = false;
   private readonly waiting: (() => void)[] = [];
 
-  acquire(): Promise<Permit> {
+  acquire(_action: unknown, _priority?: number, whileWaiting?: () => Promise<void>): Promise<Permit> {
     this.acquired += 1;
-    return new Promise((resolve) => {
-      const grant = () => resolve({ confirm: () => Promise.resolve() });
+    return new Promise((resolve, reject) => {
+      // As BudgetGate: the caller's work before its call runs during the wait, here at its end.
+      const grant = () => {
+        (whileWaiting?.() ?? Promise.resolve()).then(() => resolve({ confirm: () => Promise.resolve() }), reject);
+      };
       if (this.released) grant();
       else this.waiting.push(grant);
     });

@@ -2,7 +2,7 @@
  * Redis Cluster: a 3-master cluster of test-owned `redis-server` processes, revoker configured
  * with REDIS_CLUSTER=true and REDIS_URL pointing at a master that does NOT own the prefix's slot
  * (so every command must be routed by the cluster client). A batch runs through the queue, the
- * rate gate (Bottleneck + slot guard), the result scripts, the dead-letter queue, a redrive and
+ * rate gate (local order + slot reservations), the result scripts, the dead-letter queue, a redrive and
  * pause/resume, with no CROSSSLOT (or any other Redis) error, and every key lands in one slot.
  */
 import { Writable } from 'node:stream';
@@ -170,7 +170,7 @@ describe('Redis Cluster (3 masters)', () => {
     for await (const record of context.results.scan(batchId)) if (record.deviceSn === brokenParam) redriven = record;
     expect(redriven).toMatchObject({ outcome: 'deleted', attempts: 1 });
 
-    // Everything (BullMQ, Bottleneck, slot guard, records) shares the prefix's slot: the other
+    // Everything (BullMQ, slot reservations, records) shares the prefix's slot: the other
     // masters hold no key at all, the owner holds them all.
     for (const port of cluster.ports) {
       const size = await onNode(port, (redis) => redis.dbsize());
