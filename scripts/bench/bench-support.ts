@@ -6,10 +6,10 @@ import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { Redis } from 'ioredis';
 import { DEMO_ACCOUNT, type CallRecord } from '../../src/emulator/index.js';
-import { spawnEmulator, spawnTs, spawnWorker, stopProcess, waitForWorkerStart, type EmulatorProcess, type Spawned } from '../../test/helpers/processes.js';
+import { spawnEmulator, spawnForwarder, spawnTs, spawnWorker, stopProcess, waitForWorkerStart, type EmulatorProcess, type Spawned } from '../../test/helpers/processes.js';
 import { removePrefix, waitFor } from '../../test/helpers/redis.js';
 
-export { spawnEmulator, spawnWorker, stopProcess, waitForWorkerStart, removePrefix, type EmulatorProcess, type Spawned };
+export { spawnEmulator, spawnForwarder, spawnWorker, stopProcess, waitForWorkerStart, removePrefix, type EmulatorProcess, type Spawned };
 
 /**
  * Compiles the project and makes the benchmark's child processes run the compiled JavaScript,
@@ -25,6 +25,13 @@ export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 /** Environment of a revoker process for one scenario. */
 export function benchEnv(prefix: string, endpoint: string, extra: Record<string, string> = {}): Record<string, string> {
+  // BENCH_ENV="WORKER_CONCURRENCY=16,LOG_LEVEL=info": settings of every process of a run, for experiments.
+  const overrides = Object.fromEntries(
+    (process.env.BENCH_ENV ?? '')
+      .split(',')
+      .filter((pair) => pair.includes('='))
+      .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+  );
   return {
     REDIS_URL,
     REVOKER_PREFIX: prefix,
@@ -35,6 +42,7 @@ export function benchEnv(prefix: string, endpoint: string, extra: Record<string,
     RATE_LIMIT_KEY: `bench-${prefix.replace(/[^A-Za-z0-9]/g, '')}`,
     LOG_LEVEL: 'warn',
     ...extra,
+    ...overrides,
   };
 }
 
@@ -225,19 +233,4 @@ export function gateSummary(outputs: readonly string[]): string {
   }
   const meanAllowance = allowanceLines === 0 ? 0 : Math.round(allowanceSum / allowanceLines);
   return `late slots ${lateMoved} moved to now, ${lateGivenUp} given up, of ${permits} permits; jitter allowance ${meanAllowance} ms on average, up to ${maxAllowanceMs} ms; worst send delay ${maxSendDelayMs} ms, event-loop lag ${maxLagMs} ms`;
-}
-
-/** A forwarder process (scripts/bench/forwarder.ts): connections through `endpoint` leave from `localAddress`. */
-export async function spawnForwarder(target: string, localAddress: string): Promise<{ spawned: Spawned; endpoint: string }> {
-  const spawned = spawnTs('scripts/bench/forwarder.ts', [target, localAddress], {});
-  const endpoint = await waitFor(
-    () => {
-      if (spawned.child.exitCode !== null) return 'exited';
-      return /"endpoint":"([^"]+)"/.exec(spawned.output())?.[1] ?? null;
-    },
-    'the forwarder to listen',
-    30_000,
-  );
-  if (endpoint === 'exited') throw new Error(`forwarder exited: ${spawned.output()}`);
-  return { spawned, endpoint };
 }

@@ -85,3 +85,22 @@ export async function spawnEmulator(flags: string[] = []): Promise<EmulatorProce
   };
   return { spawned, endpoint: url.replace('http://', ''), control };
 }
+
+/**
+ * A forwarder process (scripts/bench/forwarder.ts): connections through `endpoint` leave from
+ * `localAddress`. A process of its own, as a NAT gateway is: one in the test's or benchmark's
+ * process stalls while that process enqueues, and passes the calls on in bursts.
+ */
+export async function spawnForwarder(target: string, localAddress: string): Promise<{ spawned: Spawned; endpoint: string }> {
+  const spawned = spawnTs('scripts/bench/forwarder.ts', [target, localAddress], {});
+  const endpoint = await waitFor(
+    () => {
+      if (spawned.child.exitCode !== null) return 'exited';
+      return /"endpoint":"([^"]+)"/.exec(spawned.output())?.[1] ?? null;
+    },
+    'the forwarder to listen',
+    30_000,
+  );
+  if (endpoint === 'exited') throw new Error(`forwarder exited: ${spawned.output()}`);
+  return { spawned, endpoint };
+}

@@ -1,14 +1,14 @@
 /**
  * Issue 12 end to end, with worker processes and an emulator process that blocks a source IP
- * above 300 calls/s: two egress groups (two source IPs, through forwarders bound to 127.0.0.2
- * and 127.0.0.3) share the account budget and never come near the per-IP limit; a worker started
+ * above 300 calls/s: two egress groups (two source IPs, through forwarder processes bound to
+ * 127.0.0.2 and 127.0.0.3) share the account budget and never come near the per-IP limit; a worker started
  * with STS credentials and no account id refuses to start.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEMO_ACCOUNT, EgressForwarder, generateDevices } from '../../src/emulator/index.js';
+import { DEMO_ACCOUNT, generateDevices } from '../../src/emulator/index.js';
 import { openContext, type Context } from '../../src/runtime/context.js';
 import { enqueueDevices } from '../helpers/pipeline.js';
-import { spawnEmulator, spawnWorker, stopProcess, waitForWorkerStart, type Spawned } from '../helpers/processes.js';
+import { spawnEmulator, spawnForwarder, spawnWorker, stopProcess, waitForWorkerStart, type Spawned } from '../helpers/processes.js';
 import { TEST_REDIS_URL, removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
 import { resolveConfig } from '../../src/config/config.js';
 
@@ -44,8 +44,7 @@ describe('egress groups', () => {
 
   it('two egress groups: each source IP stays under its budget, the account under its own, nothing blocked or throttled', async () => {
     const api = await spawnEmulator(['--ip-limit', '300', '--latency-median-ms', '15', '--latency-p99-ms', '60']);
-    const [host, port] = api.endpoint.split(':');
-    const forwarders = await Promise.all(['127.0.0.2', '127.0.0.3'].map((localAddress) => EgressForwarder.start({ targetHost: host!, targetPort: Number(port), localAddress })));
+    const forwarders = await Promise.all(['127.0.0.2', '127.0.0.3'].map((localAddress) => spawnForwarder(api.endpoint, localAddress)));
     const prefix = uniquePrefix('egress2');
     prefixes.push(prefix);
     // Account budget 400/s, two egress groups of 250/s: the account binds, each IP runs ~200/s.
@@ -84,7 +83,7 @@ describe('egress groups', () => {
       expect(Math.max(...deletes)).toBeLessThanOrEqual(400);
     } finally {
       await Promise.all(workers.map((worker) => stopProcess(worker)));
-      for (const forwarder of forwarders) await forwarder.close();
+      for (const forwarder of forwarders) await stopProcess(forwarder.spawned);
       await context?.close();
       await stopProcess(api.spawned);
     }
