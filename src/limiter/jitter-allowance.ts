@@ -50,7 +50,7 @@ export const JITTER_ALLOWANCE_DEFAULTS: JitterAllowanceOptions = {
   lagMarginMs: 70,
   maxMs: 250,
   sendMemorySeconds: 10,
-  lagMemorySeconds: 30,
+  lagMemorySeconds: 10,
   warmupSendDelayMs: 60,
 };
 
