@@ -24,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateApi } from '../../src/cloud/certificate-api.js';
 import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
 import type { Permit, RateGate } from '../../src/limiter/rate-gate.js';
+import { StubGate } from '../helpers/stub-gate.js';
 import { createRedis, type RedisClient } from '../../src/redis/redis-connection.js';
 import type { ResultRecord } from '../../src/results/result-record.js';
 import { openContext, type Context } from '../../src/runtime/context.js';
@@ -33,7 +34,7 @@ import { enqueueDevices, quietLogger, testConfig } from '../helpers/pipeline.js'
 import { TEST_REDIS_URL, removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
 
 /** A gate that holds every permit until `release()` (the run waits there, as for a slow slot). */
-class HeldGate implements RateGate {
+class HeldGate extends StubGate {
   acquired = 0;
   private released = false;
   private readonly waiting: (() => void)[] = [];
@@ -53,18 +54,6 @@ class HeldGate implements RateGate {
   release(): void {
     this.released = true;
     for (const grant of this.waiting.splice(0)) grant();
-  }
-
-  setRatePerSecond(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  ratePerSecond(): number {
-    return 100;
-  }
-
-  close(): Promise<void> {
-    return Promise.resolve();
   }
 }
 

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateApi } from '../../src/cloud/certificate-api.js';
 import { generateDevices, startEmulator, type EmulatorHandle } from '../../src/emulator/index.js';
 import type { ApiAction } from '../../src/limiter/api-action.js';
-import type { Permit, RateGate } from '../../src/limiter/rate-gate.js';
+import type { Permit } from '../../src/limiter/rate-gate.js';
+import { StubGate } from '../helpers/stub-gate.js';
 import type { RevocationJobData } from '../../src/queue/revocation-job.js';
 import { createRedis, type RedisClient } from '../../src/redis/redis-connection.js';
 import type { ResultRecord } from '../../src/results/result-record.js';
@@ -19,27 +20,17 @@ import { enqueueDevices, quietLogger, testConfig } from '../helpers/pipeline.js'
 import { TEST_REDIS_URL, removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
 
 /** A gate that runs the caller's work during the wait, then `duringWait` (the test's pause) before granting. */
-class PausingGate implements RateGate {
+class PausingGate extends StubGate {
   acquired = 0;
-  constructor(private readonly duringWait: (turn: number) => Promise<void>) {}
+  constructor(private readonly duringWait: (turn: number) => Promise<void>) {
+    super();
+  }
 
   async acquire(_action: ApiAction, _priority?: number, whileWaiting?: () => Promise<void>): Promise<Permit> {
     this.acquired += 1;
     await whileWaiting?.();
     await this.duringWait(this.acquired);
     return { confirm: () => Promise.resolve() };
-  }
-
-  setRatePerSecond(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  ratePerSecond(): number {
-    return 100;
-  }
-
-  close(): Promise<void> {
-    return Promise.resolve();
   }
 }
 
