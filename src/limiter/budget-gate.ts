@@ -203,8 +203,8 @@ export class BudgetGate implements RateGate {
   }
 
   /**
-   * Reserves a slot in every budget and waits for it, running `whileWaiting` (once) meanwhile;
-   * asks again after a limiter error. Returns the slot's member and when it was due
+   * Reserves a slot in every budget and waits for it, running `whileWaiting` (once) in the last
+   * `workLeadMs` before it; asks again after a limiter error. Returns the slot's member and when it was due
    * (performance.now() clock).
    */
   private async takeSlot(budgets: SlotBudget[], whileWaiting?: () => Promise<void>): Promise<{ member: string; dueMs: number }> {

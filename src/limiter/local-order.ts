@@ -5,7 +5,7 @@
  *
  * It replaced a local Bottleneck, which did the same with events, locks and a generator per
  * step: measured on a worker at 270 calls/s, a third of everything the process allocated, and
- * the garbage collections that made its calls leave late (session 6's note has the numbers).
+ * the garbage collections that made its calls leave late (the numbers are in DESIGN).
  */
 
 /** Thrown to callers still waiting when the order is stopped. */
