@@ -138,7 +138,6 @@ export interface RevocationWorkerDeps {
 
 type StateView = { state: BatchState | null; reason: string | null };
 
-
 /** Result of one job, for the summary line. */
 type JobEnd = Outcome | 'retry' | 'throttled' | 'parked' | 'closed';
 
@@ -274,8 +273,9 @@ export class RevocationWorker {
       }
       // Urgent calls waiting in this process get the next permits (the queue already hands out
       // urgent jobs first; this covers the ones fetched while a bulk batch filled the process).
-      // The call's write-ahead intent is written while the slot's time comes, not after it: its
-      // Redis round trips used to make calls leave late (docs/DESIGN.md §2, "Send delays").
+      // The call's write-ahead intent is written in the last moments before the slot, not after
+      // it: its Redis round trips used to make calls leave late (docs/DESIGN.md §2, "Slots on
+      // Redis' clock").
       const before = job.data;
       const intent = { written: false };
       const permit = await this.deps.gate.acquire(revocationApiAction(job.data.action), limiterPriority(step.priority), async () => {
@@ -303,7 +303,7 @@ export class RevocationWorker {
   }
 
   /**
-   * Before a call, while its slot's time comes, the write-ahead intent: if this process dies
+   * Before a call, in the last moments before its slot, the write-ahead intent: if this process dies
    * before the answer is recorded, the next run sees it. False (nothing written) when a
    * subscriber stopped meanwhile.
    */
