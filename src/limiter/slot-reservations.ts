@@ -29,12 +29,17 @@ type ScriptClient = Redis & {
   revokerRetimeSlot(...args: string[]): Promise<number>;
 };
 
+/** A slot script with the window check it shares with the other (lua/includes/fits.lua) in front. */
+function slotScript(name: string): string {
+  return `${loadLua(import.meta.url, 'lua/includes/fits.lua')}\n${loadLua(import.meta.url, name)}`;
+}
+
 /** Registers the two scripts on a connection once (ioredis sends EVALSHA, EVAL after NOSCRIPT). */
 function withScripts(redis: Redis): ScriptClient {
   const client = redis as ScriptClient;
   if (typeof client.revokerReserveSlot !== 'function') {
-    redis.defineCommand('revokerReserveSlot', { lua: loadLua(import.meta.url, 'lua/reserve-slot.lua') });
-    redis.defineCommand('revokerRetimeSlot', { lua: loadLua(import.meta.url, 'lua/retime-slot.lua') });
+    redis.defineCommand('revokerReserveSlot', { lua: slotScript('lua/reserve-slot.lua') });
+    redis.defineCommand('revokerRetimeSlot', { lua: slotScript('lua/retime-slot.lua') });
   }
   return client;
 }

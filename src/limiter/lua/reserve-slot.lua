@@ -40,25 +40,6 @@ for i = 1, budgets do
   limits[i] = math.max(1, math.floor(rates[i]))
 end
 
--- Whether a slot at s keeps every half-open window (y, y + window] around it within the limit.
--- With the slots f1 < f2 < ... after s (within a window), the fullest such window that holds
--- f1..fj starts at fj - window: it holds the slots in (fj - window, s] and those j. Answers false
--- (not known to fit) when more than MAX_LATER slots lie after s.
-local MAX_LATER = 32
-local function fits(win, limit, s)
-  local before = redis.call('ZCOUNT', win, '(' .. tostring(s - window), tostring(s))
-  if before >= limit then return false end
-  local later = redis.call('ZRANGEBYSCORE', win, '(' .. tostring(s), '(' .. tostring(s + window), 'WITHSCORES', 'LIMIT', 0, MAX_LATER + 1)
-  local count = #later / 2
-  if count > MAX_LATER then return false end
-  if before + count < limit then return true end
-  for j = 1, count do
-    local at = tonumber(later[2 * j])
-    if redis.call('ZCOUNT', win, '(' .. tostring(at - window), tostring(s)) + j >= limit then return false end
-  end
-  return true
-end
-
 -- The earliest slot at or after s that is also after every slot of the budget and fits (the
 -- limit-th latest slot a whole window before it). Behind every slot, one count decides.
 local function afterAll(win, limit, s)
@@ -81,7 +62,7 @@ for _ = 1, 6 do
   local moved = false
   for i = 1, budgets do
     local win = KEYS[3 * i - 1]
-    if not fits(win, limits[i], slot) then
+    if not fits(win, window, limits[i], slot) then
       slot = afterAll(win, limits[i], slot)
       moved = true
     end
