@@ -65,8 +65,10 @@ describe('the reconciler lock', () => {
   });
 
   it('is kept through a sweep longer than its lifetime: nobody else sweeps meanwhile', async () => {
-    const long = reconciler({ lockMs: 400 }, 150).runOnce(batchId);
-    const other = reconciler({ lockMs: 400 });
+    // Six pages 300 ms apart: a sweep of about 1.8 s under a lock of 1.2 s, refreshed at every
+    // page (a lock of 400 ms with pages 150 ms apart lapsed once on a loaded machine).
+    const long = reconciler({ lockMs: 1_200 }, 300).runOnce(batchId);
+    const other = reconciler({ lockMs: 1_200 });
     let otherSwept = false;
     let done = false;
     void long.finally(() => (done = true));
