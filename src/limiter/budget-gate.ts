@@ -21,6 +21,7 @@ import type { RedisClient as Redis } from '../redis/redis-connection.js';
 import { READ_ACTIONS, type ApiAction } from './api-action.js';
 import { JitterAllowance } from './jitter-allowance.js';
 import { LocalOrder } from './local-order.js';
+import { RedisClock } from './redis-clock.js';
 import { SendDelays } from './send-delays.js';
 import type { GateStats, Permit, RateGate } from './rate-gate.js';
 import { SlotReservations, type SlotBudget } from './slot-reservations.js';
@@ -46,7 +47,11 @@ export interface BudgetGateOptions {
   maxJitterAllowanceMs: number;
   /** Host name of the API: requests to it are the calls whose send delays are measured (null: every request). */
   apiHost: string | null;
-  /** A caller that wakes up more than this late asks to move its slot to now (see retime-slot.lua). */
+  /**
+   * A caller that wakes up more than this late asks to move its slot to now (see retime-slot.lua).
+   * The base allowance covers this much send delay, so a smaller tolerance narrows it, at the
+   * price of more such asks (one Redis round trip each).
+   */
   lateToleranceMs: number;
   /**
    * The work a caller does before its call (`acquire`'s `whileWaiting`: the worker's write-ahead
@@ -62,14 +67,14 @@ export interface BudgetGateOptions {
 
 /** Defaults of `BudgetGateOptions`. */
 export const BUDGET_GATE_DEFAULTS = {
-  // 1000/(1000+20) caps the steady rate at 0.980 of a budget. It covers 10 ms of measured send
-  // delay (a caller may start up to 10 ms after its slot) and 10 ms of network and receiver; more
-  // measured delay grows it (jitter-allowance.ts; docs/DESIGN.md, "Slots on Redis' clock").
-  jitterAllowanceMs: 20,
+  // 1000/(1000+14) caps the steady rate at 0.986 of a budget. It covers 4 ms of measured send
+  // delay (a caller may call up to lateToleranceMs after its slot) and 10 ms of network and
+  // receiver; more measured delay grows it (jitter-allowance.ts; docs/DESIGN.md, "Slots on Redis' clock").
+  jitterAllowanceMs: 14,
   // 1000/1250: a process lagging that much still uses 0.8 of a budget.
   maxJitterAllowanceMs: 250,
   apiHost: null,
-  lateToleranceMs: 10,
+  lateToleranceMs: 4,
   workLeadMs: 10,
   reservationsInFlight: 8,
   errorRetryMs: 100,
@@ -78,6 +83,19 @@ export const BUDGET_GATE_DEFAULTS = {
 /** Sleeps (nothing when `ms` ≤ 0). Rounded up: a timer may fire up to a millisecond before a fractional delay. */
 function sleepMs(ms: number): Promise<void> | undefined {
   return ms > 0 ? new Promise((resolve) => setTimeout(resolve, Math.ceil(ms))) : undefined;
+}
+
+/**
+ * A reserved slot on this process's clock (redis-clock.ts), which knows it within a small error:
+ * the caller calls no earlier than the latest it can be, and its send delay counts from the
+ * earliest (never less than it really was late).
+ */
+interface Slot {
+  member: string;
+  /** When the caller may call (performance.now() clock). */
+  dueMs: number;
+  /** The earliest the slot can have been: its send delay is measured from here. */
+  earliestMs: number;
 }
 
 /** Name of an account's budget for one operation. */
@@ -110,6 +128,7 @@ export class BudgetGate implements RateGate {
   private announcer: NodeJS.Timeout | null = null;
   private readonly allowance: JitterAllowance;
   private readonly sendDelays: SendDelays;
+  private readonly clock = new RedisClock();
   private reportedAllowanceMs: number;
   private stats = { permits: 0, lateMoved: 0, lateGivenUp: 0 };
 
@@ -124,7 +143,8 @@ export class BudgetGate implements RateGate {
     this.slots = new SlotReservations(redis);
     this.sendDelays = new SendDelays(this.options.apiHost);
     this.sendDelays.start();
-    this.allowance = new JitterAllowance(this.sendDelays, { baseMs: this.options.jitterAllowanceMs, maxMs: this.options.maxJitterAllowanceMs });
+    // The base covers the lateness a caller may call with (more is moved or refused by the budgets).
+    this.allowance = new JitterAllowance(this.sendDelays, { baseMs: this.options.jitterAllowanceMs, coveredSendDelayMs: this.options.lateToleranceMs, maxMs: this.options.maxJitterAllowanceMs });
     this.allowance.start();
     this.reportedAllowanceMs = this.options.jitterAllowanceMs;
     this.local = new LocalOrder(this.options.reservationsInFlight);
@@ -181,15 +201,16 @@ export class BudgetGate implements RateGate {
     return {
       confirm: async () => {
         if (performance.now() - slot.dueMs <= this.options.lateToleranceMs) {
-          this.sendDelays.expect(slot.dueMs);
+          this.sendDelays.expect(slot.earliestMs);
           return;
         }
         // The caller's own work took too long: this slot is stale. Move it to now if the windows
         // allow, else give it up and take a new one (never both: the stale slot is not reused).
         try {
-          if (await this.slots.retime(budgets, this.windowMs(), slot.member)) {
+          const moved = await this.retimed(budgets, slot.member);
+          if (moved !== null) {
             this.stats.lateMoved += 1;
-            this.sendDelays.expect(performance.now());
+            this.sendDelays.expect(moved.earliestMs);
             return;
           }
         } catch {
@@ -197,53 +218,54 @@ export class BudgetGate implements RateGate {
         }
         this.stats.lateGivenUp += 1;
         slot = await this.takeSlot(budgets);
-        this.sendDelays.expect(slot.dueMs);
+        this.sendDelays.expect(slot.earliestMs);
       },
     };
   }
 
   /**
    * Reserves a slot in every budget and waits for it, running `whileWaiting` (once) in the last
-   * `workLeadMs` before it; asks again after a limiter error. Returns the slot's member and when it was due
-   * (performance.now() clock).
+   * `workLeadMs` before it; asks again after a limiter error.
    */
-  private async takeSlot(budgets: SlotBudget[], whileWaiting?: () => Promise<void>): Promise<{ member: string; dueMs: number }> {
+  private async takeSlot(budgets: SlotBudget[], whileWaiting?: () => Promise<void>): Promise<Slot> {
     const windowMs = this.windowMs();
     let pending = whileWaiting;
     for (let errors = 0; ; ) {
       if (this.closed) throw new Error('rate gate closed');
       this.counter += 1;
       const member = `${this.memberPrefix}${this.counter}`;
-      let waitMs: number;
+      let slot: Slot;
       try {
-        waitMs = await this.slots.reserve(budgets, windowMs, member);
+        const askedAt = performance.now();
+        const { waitMs, redisNowMs } = await this.slots.reserve(budgets, windowMs, member);
+        slot = this.onLocalClock(member, redisNowMs + waitMs, redisNowMs, askedAt);
       } catch (error) {
         errors += 1;
         await this.afterLimiterError(error, errors);
         continue;
       }
-      const due = performance.now() + waitMs;
       const work = pending;
       pending = undefined;
       if (work !== undefined) {
         // The caller's work starts `workLeadMs` before the slot, not at once: a process killed
         // between the worker's intent and its call leaves a lost answer behind (docs/DESIGN.md §3).
-        await sleepMs(waitMs - this.options.workLeadMs);
+        await sleepMs(slot.dueMs - this.options.workLeadMs - performance.now());
         // The caller's own error (a lost job lock, say) ends the wait: the slot goes unused.
-        await Promise.all([sleepMs(due - performance.now()), work()]);
+        await Promise.all([sleepMs(slot.dueMs - performance.now()), work()]);
       } else {
-        await sleepMs(waitMs);
+        await sleepMs(slot.dueMs - performance.now());
       }
       try {
-        if (performance.now() - due <= this.options.lateToleranceMs) {
+        if (performance.now() - slot.dueMs <= this.options.lateToleranceMs) {
           this.stats.permits += 1;
-          return { member, dueMs: due };
+          return slot;
         }
         // Woke too late: calling now is allowed only where the windows around now still hold.
-        if (await this.slots.retime(budgets, windowMs, member)) {
+        const moved = await this.retimed(budgets, member, windowMs);
+        if (moved !== null) {
           this.stats.permits += 1;
           this.stats.lateMoved += 1;
-          return { member, dueMs: performance.now() };
+          return moved;
         }
         this.stats.lateGivenUp += 1;
         errors = 0;
@@ -252,6 +274,21 @@ export class BudgetGate implements RateGate {
         await this.afterLimiterError(error, errors);
       }
     }
+  }
+
+  /** Moves a slot to now where the windows allow (the slot then), else gives it up (null). */
+  private async retimed(budgets: SlotBudget[], member: string, windowMs = this.windowMs()): Promise<Slot | null> {
+    const askedAt = performance.now();
+    const redisNowMs = await this.slots.retime(budgets, windowMs, member);
+    return redisNowMs === null ? null : this.onLocalClock(member, redisNowMs, redisNowMs, askedAt);
+  }
+
+  /** A slot at Redis' time `slotMs`, from an answer that read Redis' clock at `redisNowMs`, asked at `askedAt`. */
+  private onLocalClock(member: string, slotMs: number, redisNowMs: number, askedAt: number): Slot {
+    const answeredAt = performance.now();
+    this.clock.sample(redisNowMs, askedAt, answeredAt);
+    const { atMs, errorMs } = this.clock.local(slotMs, answeredAt);
+    return { member, dueMs: atMs + errorMs, earliestMs: atMs - errorMs };
   }
 
   /** Logs a limiter error (at most every 5 s) and waits before asking again (doubling, ≤ 2 s). */

@@ -6,9 +6,10 @@
  * measured rather than a fixed guess (docs/DESIGN.md, "Slots on Redis' clock"):
  *
  * - **Send delays** (send-delays.ts): from each call's slot to its request handed to the OS. The
- *   base covers `coveredSendDelayMs` of them (a caller may start up to 10 ms after its slot) and
- *   leaves the rest for the network and the receiver; a worse delay in the last
- *   `sendMemorySeconds` adds what it exceeds by.
+ *   base covers `coveredSendDelayMs` of them (a caller may call up to that late: the gate's
+ *   `lateToleranceMs`; a later one is moved or refused by the budgets) and leaves the rest for
+ *   the network and the receiver; a worse delay in the last `sendMemorySeconds` adds what it
+ *   exceeds by.
  * - **Event-loop lag**, as a backstop for a host starved of CPU: a stall there can also hold up a
  *   receiver on the same host (the emulator in tests), which then takes a burst at once. A stall of
  *   `lagMarginMs` beyond the allowance fits in the 20 calls between an egress budget of 280 and the
@@ -45,8 +46,8 @@ export interface JitterAllowanceOptions {
 
 /** Defaults of `JitterAllowanceOptions`. */
 export const JITTER_ALLOWANCE_DEFAULTS: JitterAllowanceOptions = {
-  baseMs: 20,
-  coveredSendDelayMs: 10,
+  baseMs: 14,
+  coveredSendDelayMs: 4,
   lagMarginMs: 70,
   maxMs: 250,
   sendMemorySeconds: 10,

@@ -25,7 +25,7 @@ export interface SlotBudget {
 }
 
 type ScriptClient = Redis & {
-  revokerReserveSlot(...args: string[]): Promise<number>;
+  revokerReserveSlot(...args: string[]): Promise<[number, number]>;
   revokerRetimeSlot(...args: string[]): Promise<number>;
 };
 
@@ -57,14 +57,18 @@ export class SlotReservations {
     this.redis = withScripts(redis);
   }
 
-  /** Reserves a slot in every budget; resolves with the wait until it, in ms. */
-  async reserve(budgets: readonly SlotBudget[], windowMs: number, member: string): Promise<number> {
-    const micros = await this.redis.revokerReserveSlot(...scriptArgs(budgets, windowMs, member));
-    return micros / 1000;
+  /** Reserves a slot in every budget; resolves with the wait until it and Redis' time when it was taken, in ms. */
+  async reserve(budgets: readonly SlotBudget[], windowMs: number, member: string): Promise<{ waitMs: number; redisNowMs: number }> {
+    const [waitMicros, nowMicros] = await this.redis.revokerReserveSlot(...scriptArgs(budgets, windowMs, member));
+    return { waitMs: waitMicros / 1000, redisNowMs: nowMicros / 1000 };
   }
 
-  /** Moves a reserved slot to now if every window allows it (true), else gives it up (false). */
-  async retime(budgets: readonly SlotBudget[], windowMs: number, member: string): Promise<boolean> {
-    return (await this.redis.revokerRetimeSlot(...scriptArgs(budgets, windowMs, member))) === 1;
+  /**
+   * Moves a reserved slot to now if every window allows it (resolves with Redis' time then, ms),
+   * else gives it up (null).
+   */
+  async retime(budgets: readonly SlotBudget[], windowMs: number, member: string): Promise<number | null> {
+    const nowMicros = await this.redis.revokerRetimeSlot(...scriptArgs(budgets, windowMs, member));
+    return nowMicros === 0 ? null : nowMicros / 1000;
   }
 }

@@ -14,7 +14,8 @@
 --   KEYS[3i-2] next-slot string (ms), KEYS[3i-1] window sorted set (member -> slot ms),
 --   KEYS[3i]   adaptive rate string (per second; absent = the configured rate)
 -- ARGV: [1] window ms, [2] unique member, [2+i] configured rate of budget i per second (may be fractional)
--- Returns: the wait until the slot, in microseconds (0 = now).
+-- Returns: {the wait until the slot, Redis' time now}, both in microseconds (the caller maps
+-- Redis' clock onto its own with the second: redis-clock.ts).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local window = tonumber(ARGV[1])
@@ -84,4 +85,4 @@ for i = 1, budgets do
   redis.call('ZADD', KEYS[3 * i - 1], slot, member)
   redis.call('PEXPIRE', KEYS[3 * i - 1], 60000)
 end
-return math.floor((slot - now) * 1000)
+return {math.floor((slot - now) * 1000), math.floor(now * 1000)}

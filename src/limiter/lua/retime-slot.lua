@@ -11,7 +11,8 @@
 --
 -- KEYS: as reserve-slot.lua (three per budget: next slot, window set, adaptive rate).
 -- ARGV: [1] window ms, [2] the member reserved earlier, [2+i] configured rate of budget i.
--- Returns: 1 when the slot moved to now (call now), 0 when it was given up (reserve again).
+-- Returns: Redis' time now in microseconds when the slot moved to now (call now), 0 when it was
+-- given up (reserve again).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local window = tonumber(ARGV[1])
@@ -29,4 +30,4 @@ end
 for i = 1, budgets do
   redis.call('ZADD', KEYS[3 * i - 1], now, member)
 end
-return 1
+return math.floor(now * 1000)
