@@ -49,8 +49,9 @@ export interface BudgetGateOptions {
   apiHost: string | null;
   /**
    * A caller that wakes up more than this late asks to move its slot to now (see retime-slot.lua).
-   * The base allowance covers this much send delay, so a smaller tolerance narrows it, at the
-   * price of more such asks (one Redis round trip each).
+   * The base allowance covers this much send delay. A smaller one narrows it but makes more
+   * callers ask, each a Redis round trip whose answer can be read late too: 4 ms measured worse
+   * than 10 (docs/DESIGN.md, "Slots on Redis' clock").
    */
   lateToleranceMs: number;
   /**
@@ -67,14 +68,14 @@ export interface BudgetGateOptions {
 
 /** Defaults of `BudgetGateOptions`. */
 export const BUDGET_GATE_DEFAULTS = {
-  // 1000/(1000+14) caps the steady rate at 0.986 of a budget. It covers 4 ms of measured send
+  // 1000/(1000+20) caps the steady rate at 0.980 of a budget. It covers 10 ms of measured send
   // delay (a caller may call up to lateToleranceMs after its slot) and 10 ms of network and
   // receiver; more measured delay grows it (jitter-allowance.ts; docs/DESIGN.md, "Slots on Redis' clock").
-  jitterAllowanceMs: 14,
+  jitterAllowanceMs: 20,
   // 1000/1250: a process lagging that much still uses 0.8 of a budget.
   maxJitterAllowanceMs: 250,
   apiHost: null,
-  lateToleranceMs: 4,
+  lateToleranceMs: 10,
   workLeadMs: 10,
   reservationsInFlight: 8,
   errorRetryMs: 100,

@@ -46,8 +46,8 @@ export interface JitterAllowanceOptions {
 
 /** Defaults of `JitterAllowanceOptions`. */
 export const JITTER_ALLOWANCE_DEFAULTS: JitterAllowanceOptions = {
-  baseMs: 14,
-  coveredSendDelayMs: 4,
+  baseMs: 20,
+  coveredSendDelayMs: 10,
   lagMarginMs: 70,
   maxMs: 250,
   sendMemorySeconds: 10,
