@@ -7,8 +7,9 @@
 -- call held back by its own egress budget would drag the account's next slot with it, and the
 -- other group's calls would queue behind it (measured: 346 of 480 calls/s). So a budget's slots
 -- may be handed out out of order, and the exact backstop checks every half-open window of `window`
--- ms around the slot, later slots included: none may hold more than floor(rate) slots (which is
--- what holds at fractional rates too).
+-- ms around the slot, later slots included (fits(), includes/fits.lua, which slot-reservations.ts
+-- puts in front of this script): none may hold more than floor(rate) slots (which is what holds at
+-- fractional rates too).
 --
 -- KEYS, for each budget i (1-based), three keys:
 --   KEYS[3i-2] next-slot string (ms), KEYS[3i-1] window sorted set (member -> slot ms),
