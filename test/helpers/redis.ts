@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { afterAll } from 'vitest';
 
 /** The Redis tests use (REDIS_URL, as CI sets it). */
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -28,6 +29,17 @@ export async function removePrefix(prefix: string, url: string = TEST_REDIS_URL)
   } finally {
     redis.disconnect();
   }
+}
+
+/** A connection and a key prefix of one test file's own; after its tests, disconnected and the prefix's keys removed. */
+export function useTestRedis(label: string): { prefix: string; redis: Redis } {
+  const prefix = uniquePrefix(label);
+  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  afterAll(async () => {
+    redis.disconnect();
+    await removePrefix(prefix);
+  });
+  return { prefix, redis };
 }
 
 /** Polls `condition` until it holds or `timeoutMs` passes (then throws with `what`). */

@@ -6,26 +6,17 @@
  */
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Keys } from '../../src/queue/keys.js';
 import { BUDGET_GATE_DEFAULTS, BudgetGate, accountBudgetName, egressBudgetName, sleepUntil } from '../../src/limiter/budget-gate.js';
 import { readBudgetRates } from '../../src/limiter/budget-status.js';
 import { SlotReservations, type SlotBudget } from '../../src/limiter/slot-reservations.js';
 import { quietLogger } from '../helpers/pipeline.js';
-import { TEST_REDIS_URL, removePrefix, uniquePrefix, waitFor } from '../helpers/redis.js';
+import { TEST_REDIS_URL, useTestRedis, waitFor } from '../helpers/redis.js';
 
-const prefix = uniquePrefix('budgets');
+const { prefix, redis } = useTestRedis('budgets');
 const keys = new Keys(prefix);
-let redis: Redis;
-
-beforeAll(() => {
-  redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-});
-afterAll(async () => {
-  redis.disconnect();
-  await removePrefix(prefix);
-});
 
 function budget(name: string, ratePerSecond: number): SlotBudget {
   return { nextKey: keys.budgetNext(name), windowKey: keys.budgetWindow(name), adaptiveKey: `${keys.budgetNext(name)}:adaptive`, ratePerSecond };

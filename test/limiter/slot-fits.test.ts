@@ -5,21 +5,11 @@
  * single read of the slots a sliding window leaves behind is what this checks; the scripts' own
  * tests (budget-gate.test.ts) check the slots they hand out.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import { loadLua } from '../../src/redis/lua-script.js';
-import { TEST_REDIS_URL, removePrefix, uniquePrefix } from '../helpers/redis.js';
+import { useTestRedis } from '../helpers/redis.js';
 
-const prefix = uniquePrefix('fits');
-let redis: Redis;
-
-beforeAll(() => {
-  redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-});
-afterAll(async () => {
-  redis.disconnect();
-  await removePrefix(prefix);
-});
+const { prefix, redis } = useTestRedis('fits');
 
 const script = `${loadLua(import.meta.url, '../../src/limiter/lua/includes/fits.lua')}
 return fits(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])) and 1 or 0`;
