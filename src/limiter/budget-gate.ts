@@ -314,10 +314,6 @@ export class BudgetGate implements RateGate {
     return taken;
   }
 
-  takeWaitingLow(): number {
-    return this.local.takeWaitingLow();
-  }
-
   /** The span budgets are counted over for this process's next slot; says so when the lag moved it. */
   private windowMs(): number {
     const allowanceMs = this.allowance.current();

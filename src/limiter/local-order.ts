@@ -23,9 +23,6 @@ export class LocalOrder {
   private readonly waiting: Waiter[][];
   private running = 0;
   private stopped = false;
-  /** Callers waiting, and the fewest since `takeWaitingLow` (the worker's job intake reads it). */
-  private waitingNow = 0;
-  private waitingLow = 0;
 
   constructor(
     private readonly maxConcurrent: number,
@@ -37,14 +34,11 @@ export class LocalOrder {
   /** Runs `step` once its turn comes; resolves or rejects as it does. */
   async schedule<T>(priority: number, step: () => Promise<T>): Promise<T> {
     if (this.stopped) throw new LocalOrderStopped();
-    if (this.running < this.maxConcurrent && this.waitingNow === 0) {
-      // Nobody was waiting: the order ran dry.
+    if (this.running < this.maxConcurrent && this.waitingCount() === 0) {
       this.running += 1;
-      this.waitingLow = 0;
     } else {
       // `next` counts the step as running when it hands the turn over (no one can slip in between).
       const level = Math.max(0, Math.min(this.waiting.length - 1, Math.trunc(priority)));
-      this.waitingNow += 1;
       await new Promise<void>((start, stop) => this.waiting[level]?.push({ start, stop }));
     }
     try {
@@ -57,22 +51,13 @@ export class LocalOrder {
 
   /** Callers waiting (not running), for tests and stats. */
   waitingCount(): number {
-    return this.waitingNow;
-  }
-
-  /** The fewest callers waiting since the last call (then counted again from now). */
-  takeWaitingLow(): number {
-    const low = this.waitingLow;
-    this.waitingLow = this.waitingNow;
-    return low;
+    return this.waiting.reduce((sum, queue) => sum + queue.length, 0);
   }
 
   /** Refuses new steps and rejects every waiting one; running steps finish. */
   stop(): void {
     this.stopped = true;
     for (const queue of this.waiting) for (const waiter of queue.splice(0)) waiter.stop(new LocalOrderStopped());
-    this.waitingNow = 0;
-    this.waitingLow = 0;
   }
 
   private next(): void {
@@ -81,8 +66,6 @@ export class LocalOrder {
         const waiter = queue.shift();
         if (waiter === undefined) break;
         this.running += 1;
-        this.waitingNow -= 1;
-        this.waitingLow = Math.min(this.waitingLow, this.waitingNow);
         waiter.start();
       }
     }

@@ -55,12 +55,6 @@ export interface RateGate {
    * allowance in force. Optional: a gate without shared budgets has nothing to say.
    */
   takeStats?(): GateStats;
-  /**
-   * The fewest callers of this process that waited for their turn at the budgets since the last
-   * call (then counted again): jobs the worker took from the queue too early (job-intake.ts).
-   * Optional: a gate without a local order has nothing to say.
-   */
-  takeWaitingLow?(): number;
   /** Stops granting permits. */
   close(): Promise<void>;
 }

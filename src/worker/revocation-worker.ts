@@ -52,7 +52,6 @@ import { readBack, readDevice } from './read-back.js';
 import { backoffMs, type BackoffOptions } from './backoff.js';
 import { CallJournal } from './call-journal.js';
 import { JobDataWriter, LockLostError } from './job-data.js';
-import { JobIntake, JOB_INTAKE_DEFAULTS } from './job-intake.js';
 import { RedisRestartWatch } from './redis-restart-watch.js';
 import { decideInstanceError } from './instance-rule.js';
 import { RepeatedRefusals } from './repeated-refusals.js';
@@ -68,13 +67,8 @@ export interface Revoker {
 
 /** Options of `RevocationWorker`. */
 export interface RevocationWorkerOptions {
-  /**
-   * The most in-flight jobs (and so API calls) in this process. It holds fewer while the extra
-   * ones would only wait for a slot (`intakeEveryMs`, job-intake.ts).
-   */
+  /** In-flight jobs (and so API calls) in this process. */
   concurrency: number;
-  /** How often the number of jobs held is adjusted to what the rate budgets let this process use. */
-  intakeEveryMs: number;
   /** Counted attempts per device before dead-lettering. */
   maxAttempts: number;
   /** Backoff of transient failures. */
@@ -105,7 +99,6 @@ export interface RevocationWorkerOptions {
 /** Defaults of `RevocationWorkerOptions`. */
 export const REVOCATION_WORKER_DEFAULTS: RevocationWorkerOptions = {
   concurrency: 64,
-  intakeEveryMs: 1_000,
   maxAttempts: 8,
   retry: { baseMs: 1_000, maxMs: 60_000 },
   throttleRetry: { baseMs: 250, maxMs: 5_000 },
@@ -161,8 +154,6 @@ export class RevocationWorker {
   private readonly verifyWanted: TtlCache<boolean>;
   private summary = new Map<JobEnd, number>();
   private summaryTimer: NodeJS.Timeout | null = null;
-  private intakeTimer: NodeJS.Timeout | null = null;
-  private readonly intake: JobIntake;
   private lastSummaryAtMs = Date.now();
   private readonly refusals = new RepeatedRefusals();
   /** Recent calls, for when Redis comes back without their intents (see CallJournal). */
@@ -178,7 +169,6 @@ export class RevocationWorker {
     this.batchState = new TtlCache(this.options.stateMaxAgeMs, (batchId) => deps.batches.state(batchId));
     this.accountPause = new TtlCache(this.options.stateMaxAgeMs, async () => deps.redis.hget(deps.keys.accountPause(deps.rateKey), 'reason'));
     this.jobData = new JobDataWriter(deps.redis, deps.keys);
-    this.intake = new JobIntake({ ...JOB_INTAKE_DEFAULTS, ceilingJobs: this.options.concurrency });
     this.verifyWanted = new TtlCache(60_000, async (batchId) => (await deps.redis.hget(deps.keys.batch(batchId), 'verify')) === '1');
     this.restartWatch = new RedisRestartWatch(deps.redis, deps.results, this.journal, deps.log, this.options.restartSettleMs);
   }
@@ -203,8 +193,6 @@ export class RevocationWorker {
     this.restartWatch.start();
     this.summaryTimer = setInterval(() => this.logSummary(), this.options.summaryEveryMs);
     this.summaryTimer.unref();
-    this.intakeTimer = setInterval(() => this.adjustIntake(), this.options.intakeEveryMs);
-    this.intakeTimer.unref();
     this.deps.log.info({ concurrency: this.options.concurrency, maxAttempts: this.options.maxAttempts }, 'worker started');
   }
 
@@ -216,23 +204,10 @@ export class RevocationWorker {
   /** Stops taking jobs, lets in-flight calls finish and record, then closes. */
   async close(): Promise<void> {
     if (this.summaryTimer) clearInterval(this.summaryTimer);
-    if (this.intakeTimer) clearInterval(this.intakeTimer);
     this.restartWatch.stop();
     await this.worker?.close();
     this.logSummary();
     this.deps.log.info('worker stopped');
-  }
-
-  /** The most jobs this process holds now (job-intake.ts). */
-  jobLimit(): number {
-    return this.intake.current();
-  }
-
-  /** Holds as many jobs as the budgets let this process use (job-intake.ts). */
-  private adjustIntake(): void {
-    const limit = this.intake.next(this.deps.gate.takeWaitingLow?.() ?? null);
-    // BullMQ takes no new job while it holds this many; a job in progress is never dropped.
-    if (this.worker !== null && this.worker.concurrency !== limit) this.worker.concurrency = limit;
   }
 
   private count(end: JobEnd): void {
@@ -246,7 +221,7 @@ export class RevocationWorker {
     const counts = Object.fromEntries(this.summary);
     const finished = OUTCOMES.reduce((sum, outcome) => sum + (this.summary.get(outcome) ?? 0), 0);
     const gate = this.deps.gate.takeStats?.();
-    this.deps.log.info({ counts, finishedPerSecond: Math.round(finished / seconds), ratePerSecond: Math.round(this.deps.gate.ratePerSecond()), jobLimit: this.intake.current(), ...(gate === undefined ? {} : { gate }) }, 'progress');
+    this.deps.log.info({ counts, finishedPerSecond: Math.round(finished / seconds), ratePerSecond: Math.round(this.deps.gate.ratePerSecond()), ...(gate === undefined ? {} : { gate }) }, 'progress');
     this.summary = new Map();
     this.lastSummaryAtMs = now;
   }

@@ -97,31 +97,4 @@ describe('LocalOrder: the order of callers waiting in one process', () => {
     running.finish();
     await expect(result).resolves.toBe('running');
   });
-
-  it('says the fewest callers that waited since it was last asked, 0 when one ran at once', async () => {
-    const order = new LocalOrder(1);
-    const started: string[] = [];
-    const steps = ['a', 'b', 'c', 'd'].map((name) => heldStep(started, name));
-    const results = steps.map((step) => order.schedule(5, step.run));
-    await tick();
-    // 'a' ran at once: the order was dry at that moment.
-    expect(order.takeWaitingLow()).toBe(0);
-    expect(order.takeWaitingLow()).toBe(3);
-    steps[0]?.finish();
-    await tick();
-    steps[1]?.finish();
-    await tick();
-    expect(order.waitingCount()).toBe(1);
-    expect(order.takeWaitingLow()).toBe(1);
-    const late = heldStep(started, 'e');
-    results.push(order.schedule(5, late.run));
-    await tick();
-    expect(order.takeWaitingLow()).toBe(1);
-    for (const step of [...steps, late]) {
-      step.finish();
-      await tick();
-    }
-    await Promise.all(results);
-    expect(order.takeWaitingLow()).toBe(0);
-  });
 });
