@@ -93,6 +93,29 @@ export function busiestForAction(stats: EmulatorStatsView, action: string): numb
   return Math.max(0, ...Object.values(stats.byAccountAction ?? {}).map((actions) => actions[action]?.busiestSecond ?? 0));
 }
 
+/** The most of `times` (ms) that fall in any half-open window of `windowMs`: a sliding second. */
+export function busiestWindow(times: readonly number[], windowMs = 1_000): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let busiest = 0;
+  for (let last = 0, first = 0; last < sorted.length; last += 1) {
+    while ((sorted[last] as number) - (sorted[first] as number) >= windowMs) first += 1;
+    busiest = Math.max(busiest, last - first + 1);
+  }
+  return busiest;
+}
+
+/** The send times one worker recorded (scripts/bench/send-trace.ts); none if it wrote no file. */
+export async function readSendTrace(file: string): Promise<number[]> {
+  try {
+    return (await readFile(file, 'utf8'))
+      .split('\n')
+      .filter((line) => line !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /** CPU milliseconds (user + system) a process has used, from /proc. */
 export async function cpuMsOf(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
