@@ -34,6 +34,8 @@ import {
   gateSummary,
   openRedis,
   peakRss,
+  standingApart,
+  receiverPriorityNote,
   readSendTrace,
   redisUsedMemory,
   removePrefix,
@@ -82,12 +84,12 @@ async function seed(api: EmulatorProcess, count: number, label: string) {
  * emulator sees a source IP per group, and each group has its own EGRESS_ID.
  */
 async function runBatch(label: string, options: { groups: number[]; devices: number; emulatorRate: number }) {
-  const api = await spawnEmulator(['--rate-limit', String(options.emulatorRate), '--ip-limit', String(IP_LIMIT)]);
+  const api = standingApart(await spawnEmulator(['--rate-limit', String(options.emulatorRate), '--ip-limit', String(IP_LIMIT)]));
   const prefix = `{bench-${label}-${Date.now().toString(36)}}`;
   const extra = { RATE_LIMIT_PER_SECOND: String(RATE) };
   const context = contextFor(prefix, api.endpoint, extra);
   // Each forwarder in a process of its own, as a NAT gateway is: in this process it stalled with the producer.
-  const forwarders = options.groups.length === 1 ? [] : await Promise.all(options.groups.map((_, group) => spawnForwarder(api.endpoint, `127.0.0.${2 + group}`)));
+  const forwarders = options.groups.length === 1 ? [] : await Promise.all(options.groups.map(async (_, group) => standingApart(await spawnForwarder(api.endpoint, `127.0.0.${2 + group}`))));
   // Each worker writes when its calls left (send-trace.ts): the busiest second at the senders.
   const traceDir = await mkdtemp(join(tmpdir(), 'revoker-bench-sent-'));
   const traces = options.groups.map((count, group) => Array.from({ length: count }, (_, index) => join(traceDir, `group${group}-worker${index}.txt`)));
@@ -215,7 +217,7 @@ async function sharedQuota(): Promise<void> {
 async function listingDuringDeletes(): Promise<void> {
   const listed = QUICK ? 20_000 : 100_000;
   const deletes = QUICK ? 6_000 : 30_000;
-  const api = await spawnEmulator(['--rate-limit', '500', '--ip-limit', String(IP_LIMIT)]);
+  const api = standingApart(await spawnEmulator(['--rate-limit', '500', '--ip-limit', String(IP_LIMIT)]));
   const prefix = `{bench-list-${Date.now().toString(36)}}`;
   const context = contextFor(prefix, api.endpoint, { RATE_LIMIT_PER_SECOND: String(RATE) });
   const workers = [spawnWorker(benchEnv(prefix, api.endpoint)), spawnWorker(benchEnv(prefix, api.endpoint))];
@@ -267,7 +269,7 @@ async function listingDuringDeletes(): Promise<void> {
 /** Issue "urgent first": how long a 200-device urgent batch takes while a bulk batch drains at the cap. */
 async function urgentDuringBulk(): Promise<void> {
   const bulkDevices = QUICK ? 4_000 : 20_000;
-  const api = await spawnEmulator(['--rate-limit', '500', '--ip-limit', String(IP_LIMIT)]);
+  const api = standingApart(await spawnEmulator(['--rate-limit', '500', '--ip-limit', String(IP_LIMIT)]));
   const prefix = `{bench-urgent-${Date.now().toString(36)}}`;
   const extra = { RATE_LIMIT_PER_SECOND: String(RATE) };
   const context = contextFor(prefix, api.endpoint, extra);
@@ -400,7 +402,7 @@ async function ingest(): Promise<void> {
 
 async function comparisons(): Promise<void> {
   // The alternatives know nothing of the per-IP limit: measured without it (--ip-limit 0).
-  const api = await spawnEmulator(['--rate-limit', '100000', '--ip-limit', '0', '--devices', '1000', '--instance', INSTANCE, '--ca-sn', CA]);
+  const api = standingApart(await spawnEmulator(['--rate-limit', '100000', '--ip-limit', '0', '--devices', '1000', '--instance', INSTANCE, '--ca-sn', CA]));
   try {
     const listed = await api.control<{ devices: { deviceSn: string }[] }>(`/_emulator/devices?mqttInstanceId=${INSTANCE}&caSn=${CA}`);
     const client = new CertificateApi({ endpoint: api.endpoint, protocol: 'http', timeoutMs: 5_000, credentials: { accessKeyId: DEMO_ACCOUNT.accessKeyId, accessKeySecret: DEMO_ACCOUNT.accessKeySecret, securityToken: null } });
@@ -439,7 +441,7 @@ async function comparisons(): Promise<void> {
  */
 async function caDeleteVsPerDevice(): Promise<void> {
   const count = Number(process.env.BENCH_CA_DEVICES ?? (QUICK ? 10_000 : 100_000));
-  const api = await spawnEmulator(['--rate-limit', '500', '--ip-limit', String(IP_LIMIT)]);
+  const api = standingApart(await spawnEmulator(['--rate-limit', '500', '--ip-limit', String(IP_LIMIT)]));
   const prefix = `{bench-cadel-${Date.now().toString(36)}}`;
   const env = benchEnv(prefix, api.endpoint, { RATE_LIMIT_PER_SECOND: String(RATE) });
   const context = contextFor(prefix, api.endpoint, { RATE_LIMIT_PER_SECOND: String(RATE) });
@@ -517,7 +519,7 @@ async function main(): Promise<void> {
   rows.push(['projection, two egress groups', '1,000,000 devices', `${fmt(1_000_000 / best.twoEgress / 60, 1)} min at the best measured steady rate (${fmt(best.twoEgress, 0)}/s); ideal at ${RATE}/s: ${fmt(1_000_000 / RATE / 60, 1)} min`, '']);
   process.stdout.write(`${rows.slice(-2).map((row) => row.join(' | ')).join('\n')}\n`);
   const table = ['| scenario | size | measured | target |', '|---|---|---|---|', ...rows.map((row) => `| ${row.join(' | ')} |`)].join('\n');
-  const doc = `# Benchmarks\n\nMeasured ${started.toISOString().slice(0, 10)} on ${host}${QUICK ? ' (quick run: BENCH_QUICK=1)' : ''} with \`npm run bench\`.\nThe emulator runs as its own process (default latency: median 25 ms, p99 120 ms; per account and API operation cap 500/s unless stated; a source IP above ${IP_LIMIT}/s is blocked); revoker is configured at ${RATE}/s per account and operation and ${EGRESS_RATE}/s per egress group (the defaults). Two egress groups are two TCP forwarders bound to 127.0.0.2 and 127.0.0.3 in front of the emulator.\nRates are steady state (between 20 % and 80 % of the batch), as a fraction of the budget that binds, measured in the same run.\n\n${table}\n${notes.length > 0 ? `\n${notes.join('\n')}\n` : ''}`;
+  const doc = `# Benchmarks\n\nMeasured ${started.toISOString().slice(0, 10)} on ${host}${QUICK ? ' (quick run: BENCH_QUICK=1)' : ''} with \`npm run bench\`.\nThe emulator runs as its own process (default latency: median 25 ms, p99 120 ms; per account and API operation cap 500/s unless stated; a source IP above ${IP_LIMIT}/s is blocked); revoker is configured at ${RATE}/s per account and operation and ${EGRESS_RATE}/s per egress group (the defaults). Two egress groups are two TCP forwarders bound to 127.0.0.2 and 127.0.0.3 in front of the emulator.${receiverPriorityNote()} Busiest seconds are counted where the calls arrive (the emulator) and, for the throughput rows, where they left (\`scripts/bench/send-trace.ts\`).\nRates are steady state (between 20 % and 80 % of the batch), as a fraction of the budget that binds, measured in the same run.\n\n${table}\n${notes.length > 0 ? `\n${notes.join('\n')}\n` : ''}`;
   await mkdir('docs', { recursive: true });
   await writeFile('docs/BENCHMARKS.md', doc);
   process.stdout.write(`\n${table}\n\nwritten to docs/BENCHMARKS.md\n`);
