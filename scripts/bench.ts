@@ -10,7 +10,6 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { once } from 'node:events';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'bullmq';
 import { apiCallerOver } from '../src/cli/api-caller.js';
 import { listPages } from '../src/cli/ca-listing.js';
@@ -36,7 +35,8 @@ import {
   peakRss,
   standingApart,
   receiverPriorityNote,
-  readSendTrace,
+  readSendTraces,
+  sendTraceEnv,
   redisUsedMemory,
   removePrefix,
   sleep,
@@ -51,8 +51,6 @@ import {
 } from './bench/bench-support.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
-/** Loaded into the throughput runs' workers: when their calls left (the benchmark runs the compiled build). */
-const SEND_TRACE_MODULE = fileURLToPath(new URL('../dist/scripts/bench/send-trace.js', import.meta.url));
 const RATE = 480;
 /** EGRESS_RATE_LIMIT_PER_SECOND's default: one source IP's budget. */
 const EGRESS_RATE = 280;
@@ -90,19 +88,13 @@ async function runBatch(label: string, options: { groups: number[]; devices: num
   const context = contextFor(prefix, api.endpoint, extra);
   // Each forwarder in a process of its own, as a NAT gateway is: in this process it stalled with the producer.
   const forwarders = options.groups.length === 1 ? [] : await Promise.all(options.groups.map(async (_, group) => standingApart(await spawnForwarder(api.endpoint, `127.0.0.${2 + group}`))));
-  // Each worker writes when its calls left (send-trace.ts): the busiest second at the senders.
+  // Each worker writes when its calls left (send-trace.ts), into its group's directory: the busiest second at the senders.
   const traceDir = await mkdtemp(join(tmpdir(), 'revoker-bench-sent-'));
-  const traces = options.groups.map((count, group) => Array.from({ length: count }, (_, index) => join(traceDir, `group${group}-worker${index}.txt`)));
+  const traceDirs = options.groups.map((_, group) => join(traceDir, `group${group}`));
+  const traceEnvs = await Promise.all(traceDirs.map((dir) => sendTraceEnv(dir)));
   const workers = options.groups.flatMap((count, group) =>
-    Array.from({ length: count }, (_, index) =>
-      spawnWorker(
-        benchEnv(prefix, forwarders[group]?.endpoint ?? api.endpoint, {
-          ...extra,
-          ...(forwarders.length > 0 ? { EGRESS_ID: `egress-${group}` } : {}),
-          NODE_OPTIONS: `--import=${SEND_TRACE_MODULE}`,
-          BENCH_SEND_TRACE: traces[group]?.[index] ?? '',
-        }),
-      ),
+    Array.from({ length: count }, () =>
+      spawnWorker(benchEnv(prefix, forwarders[group]?.endpoint ?? api.endpoint, { ...extra, ...(forwarders.length > 0 ? { EGRESS_ID: `egress-${group}` } : {}), ...traceEnvs[group] })),
     ),
   );
   try {
@@ -133,7 +125,7 @@ async function runBatch(label: string, options: { groups: number[]; devices: num
     const logDir = process.env.BENCH_WORKER_LOGS;
     if (logDir !== undefined) await Promise.all(workers.map((worker, index) => writeFile(join(logDir, `${label}-worker${index + 1}.log`), worker.output())));
     const cpuMs = cpuAfter.reduce((sum, value, index) => sum + value - (cpuBefore[index] ?? 0), 0);
-    const sentByGroup = await Promise.all(traces.map(async (files) => (await Promise.all(files.map((file) => readSendTrace(file)))).flat()));
+    const sentByGroup = await Promise.all(traceDirs.map((dir) => readSendTraces(dir)));
     const sent = { groups: sentByGroup.map((times) => busiestWindow(times)), all: busiestWindow(sentByGroup.flat()) };
     return { seconds, steady: sampler.steadyRate(options.devices), stats, batch, cpuMsPerDevice: cpuMs / options.devices, gate, sent };
   } finally {
@@ -443,7 +435,9 @@ async function caDeleteVsPerDevice(): Promise<void> {
   const count = Number(process.env.BENCH_CA_DEVICES ?? (QUICK ? 10_000 : 100_000));
   const api = standingApart(await spawnEmulator(['--rate-limit', '500', '--ip-limit', String(IP_LIMIT)]));
   const prefix = `{bench-cadel-${Date.now().toString(36)}}`;
-  const env = benchEnv(prefix, api.endpoint, { RATE_LIMIT_PER_SECOND: String(RATE) });
+  // The workers and the CLI write when their calls left: the busiest second at the sender (one egress).
+  const traceDir = await mkdtemp(join(tmpdir(), 'revoker-bench-sent-'));
+  const env = benchEnv(prefix, api.endpoint, { RATE_LIMIT_PER_SECOND: String(RATE), ...(await sendTraceEnv(traceDir)) });
   const context = contextFor(prefix, api.endpoint, { RATE_LIMIT_PER_SECOND: String(RATE) });
   const workers = [spawnWorker(env), spawnWorker(env)];
   const seedCa = async (caSn: string) => {
@@ -478,10 +472,14 @@ async function caDeleteVsPerDevice(): Promise<void> {
     }
     const eachSeconds = (performance.now() - started) / 1000;
     const eachStats = await api.control<EmulatorStatsView>('/_emulator/stats');
+    // The workers write their times when they exit; only calls of the per-device batch count (from `started`).
+    await Promise.all(workers.map((worker) => stopProcess(worker)));
+    const startedAtMs = performance.timeOrigin + started;
+    const sentEach = (await readSendTraces(traceDir)).filter((at) => at >= startedAtMs);
     rows.push([
       '`ca delete` vs per-device deletes',
       `${count.toLocaleString('en-US')} devices under one CA, one egress (2 workers for the per-device batch)`,
-      `ca delete: ${fmt(whole.seconds, 1)} s (${listCalls} listing calls + 1 DeleteCaCertificate; records written per device); per-device: ${fmt(eachSeconds, 1)} s (${eachStats.total.toLocaleString('en-US')} calls); ${fmt(eachSeconds / whole.seconds, 1)}× longer; ${limitsSeen(eachStats)}`,
+      `ca delete: ${fmt(whole.seconds, 1)} s (${listCalls} listing calls + 1 DeleteCaCertificate; records written per device); per-device: ${fmt(eachSeconds, 1)} s (${eachStats.total.toLocaleString('en-US')} calls); ${fmt(eachSeconds / whole.seconds, 1)}× longer; ${limitsSeen(eachStats)}; ${sentSeen({ groups: [busiestWindow(sentEach)], all: busiestWindow(sentEach) })}`,
       'ca delete ≈ 2 listings',
     ]);
     process.stdout.write(`${rows.at(-1)?.join(' | ')}\n`);
@@ -490,6 +488,7 @@ async function caDeleteVsPerDevice(): Promise<void> {
     await context.close();
     await stopProcess(api.spawned);
     await removePrefix(prefix);
+    await rm(traceDir, { recursive: true, force: true });
   }
 }
 

@@ -3,7 +3,9 @@
  * CPU time of other processes, and a sampler of progress for steady-state rates.
  */
 import { execFileSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setPriority } from 'node:os';
 import { Redis } from 'ioredis';
 import { DEMO_ACCOUNT, type CallRecord } from '../../src/emulator/index.js';
@@ -133,17 +135,26 @@ export function busiestWindow(times: readonly number[], windowMs = 1_000): numbe
   return busiest;
 }
 
-/** The send times one worker recorded (scripts/bench/send-trace.ts); none if it wrote no file. */
-export async function readSendTrace(file: string): Promise<number[]> {
+/** The send times every process tracing into `dir` recorded (scripts/bench/send-trace.ts); none if none wrote. */
+export async function readSendTraces(dir: string): Promise<number[]> {
+  let files: string[];
   try {
-    return (await readFile(file, 'utf8'))
-      .split('\n')
-      .filter((line) => line !== '')
-      .map(Number);
+    files = (await readdir(dir)).filter((name) => name.endsWith('.txt'));
   } catch {
     return [];
   }
+  const times = await Promise.all(files.map(async (name) => (await readFile(join(dir, name), 'utf8')).split('\n').filter((line) => line !== '').map(Number)));
+  return times.flat();
 }
+
+/** Environment that makes a revoker process record its send times into `dir` (created here). */
+export async function sendTraceEnv(dir: string): Promise<Record<string, string>> {
+  await mkdir(dir, { recursive: true });
+  return { NODE_OPTIONS: `--import=${SEND_TRACE_MODULE}`, BENCH_SEND_TRACE: dir };
+}
+
+/** The compiled send-trace module (the benchmark runs the compiled build). */
+const SEND_TRACE_MODULE = fileURLToPath(new URL('../../dist/scripts/bench/send-trace.js', import.meta.url));
 
 /** CPU milliseconds (user + system) a process has used, from /proc. */
 export async function cpuMsOf(pid: number): Promise<number> {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { busiestWindow, readSendTrace } from '../../scripts/bench/bench-support.js';
+import { busiestWindow, readSendTraces } from '../../scripts/bench/bench-support.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -31,9 +31,9 @@ describe('busiestWindow', () => {
     expect(busiestWindow([...even, ...burst])).toBe(280);
   });
 
-  it('is 0 for no times, and reads a missing trace as no times', async () => {
+  it('is 0 for no times, and reads a missing trace directory as no times', async () => {
     expect(busiestWindow([])).toBe(0);
-    expect(await readSendTrace(join(tmpdir(), 'revoker-no-such-trace.txt'))).toEqual([]);
+    expect(await readSendTraces(join(tmpdir(), 'revoker-no-such-trace'))).toEqual([]);
   });
 });
 
@@ -59,28 +59,28 @@ describe('send-trace.ts in a process', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('records when each request to the API host was handed to the OS, and nothing else', async () => {
-    const file = join(dir, 'worker.txt');
-    // Three requests to the API, one to the other service (not an API call).
+  it('records when each request to the API was handed to the OS, and nothing else', async () => {
+    // Three API calls; one to the other service and one to the emulator's control routes, which are not.
     const script = `
-      const get = (host, port) => new Promise((resolve, reject) => {
-        require('node:http').get({ host, port, path: '/' }, (res) => { res.resume(); res.on('end', resolve); }).on('error', reject);
+      const get = (host, port, path) => new Promise((resolve, reject) => {
+        require('node:http').get({ host, port, path }, (res) => { res.resume(); res.on('end', resolve); }).on('error', reject);
       });
       (async () => {
-        for (const [host, port] of [['127.0.0.1', ${ports[0]}], ['127.0.0.1', ${ports[0]}], ['127.0.0.2', ${ports[1]}], ['127.0.0.1', ${ports[0]}]]) await get(host, port);
+        const api = ['127.0.0.1', ${ports[0]}, '/?Action=DeleteDeviceCertificate'];
+        for (const [host, port, path] of [api, api, ['127.0.0.2', ${ports[1]}, '/'], ['127.0.0.1', ${ports[0]}, '/_emulator/stats'], api]) await get(host, port, path);
       })();
     `;
     const startedAt = Date.now();
     const child = spawn(process.execPath, ['--import', 'tsx', '--import', './scripts/bench/send-trace.ts', '-e', script], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BENCH_SEND_TRACE: file, MQTT_API_ENDPOINT: `127.0.0.1:${ports[0]}` },
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BENCH_SEND_TRACE: dir, MQTT_API_ENDPOINT: `127.0.0.1:${ports[0]}` },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const [code] = (await once(child, 'exit')) as [number | null];
     expect(code, output).toBe(0);
-    const times = await readSendTrace(file);
+    const times = await readSendTraces(dir);
     expect(times).toHaveLength(3);
     for (const at of times) {
       expect(at).toBeGreaterThanOrEqual(startedAt);
